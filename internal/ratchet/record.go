@@ -1,0 +1,244 @@
+package ratchet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/hush-chat/hush/internal/identity"
+	"github.com/hush-chat/hush/internal/keys"
+	"github.com/hush-chat/hush/internal/pqxdh"
+)
+
+// Record holds every session with one peer device: the current one, used
+// for sending, and up to MaxArchivedSessions older ones, still able to
+// decrypt late messages (docs/protocol.md §6).
+type Record struct {
+	current  *Session
+	archived []*Session // newest first
+}
+
+// HasSession reports whether there is a current session to send on.
+func (r *Record) HasSession() bool { return r.current != nil }
+
+// RemoteIdentity is the identity key of the current session's peer.
+func (r *Record) RemoteIdentity() (keys.IdentityPublic, bool) {
+	if r.current == nil {
+		return keys.IdentityPublic{}, false
+	}
+	return r.current.remoteIdentity, true
+}
+
+// CurrentBaseKey is the PQXDH base key of the current session: both sides
+// of one session report the same value.
+func (r *Record) CurrentBaseKey() (keys.RawX25519, bool) {
+	if r.current == nil {
+		return keys.RawX25519{}, false
+	}
+	return r.current.baseKey, true
+}
+
+// Initiate runs PQXDH against a verified bundle and makes the resulting
+// session current (docs/protocol.md §4.2, §5.3).
+func (r *Record) Initiate(localUser string, ik keys.IdentityPrivate, bundle *identity.Bundle) error {
+	res, init, err := pqxdh.Initiate(localUser, ik, bundle)
+	if err != nil {
+		return err
+	}
+	s, err := newInitiatorSession(res, init, bundle.SignedPrekey.Key)
+	if err != nil {
+		return err
+	}
+	r.promote(s)
+	return nil
+}
+
+// Encrypt encrypts plaintext on the current session.
+func (r *Record) Encrypt(plaintext []byte) ([]byte, error) {
+	if r.current == nil {
+		return nil, ErrNoSession
+	}
+	return r.current.encrypt(plaintext)
+}
+
+// PrekeyUse names the prekeys a new responder session consumed; the caller
+// deletes the one-time ones together with saving the record.
+type PrekeyUse struct {
+	SignedPrekeyID  uint32
+	HasOneTime      bool
+	OneTimePrekeyID uint32
+	KEMPrekeyID     uint32
+}
+
+// Decrypted is the result of a successful decrypt.
+type Decrypted struct {
+	Plaintext      []byte
+	RemoteIdentity keys.IdentityPublic
+	// NewSession is set when the message created a session; Prekeys then
+	// says which prekeys it used.
+	NewSession bool
+	Prekeys    *PrekeyUse
+}
+
+// Decrypt decrypts a message from the device of peerUser this record is
+// for. local supplies our identity and prekeys for prekey messages.
+func (r *Record) Decrypt(local *pqxdh.Responder, peerUser string, data []byte) (*Decrypted, error) {
+	return r.decrypt(local, peerUser, nil, data)
+}
+
+// DecryptFrom is Decrypt that also requires the session's peer identity to
+// equal expect (from a sealed-sender certificate); a mismatch is
+// ErrUntrustedIdentity and changes nothing.
+func (r *Record) DecryptFrom(local *pqxdh.Responder, peerUser string, expect keys.IdentityPublic, data []byte) (*Decrypted, error) {
+	return r.decrypt(local, peerUser, &expect, data)
+}
+
+func (r *Record) sessions() []*Session {
+	all := make([]*Session, 0, 1+len(r.archived))
+	if r.current != nil {
+		all = append(all, r.current)
+	}
+	return append(all, r.archived...)
+}
+
+func (r *Record) decrypt(local *pqxdh.Responder, peerUser string, expect *keys.IdentityPublic, data []byte) (*Decrypted, error) {
+	m, err := ParseMessage(data)
+	if err != nil {
+		return nil, err
+	}
+	trusted := func(id keys.IdentityPublic) bool { return expect == nil || expect.Equal(id) }
+
+	if m.Init != nil {
+		// A prekey message belongs to the responder session with its base
+		// key, if we already made one.
+		for _, s := range r.sessions() {
+			if !s.initiator && s.baseKey == m.Init.BaseKey {
+				if !trusted(s.remoteIdentity) {
+					return nil, ErrUntrustedIdentity
+				}
+				if !s.remoteIdentity.Equal(m.Init.IdentityKey) {
+					return nil, ErrTampered
+				}
+				pt, err := s.decrypt(m)
+				if err != nil {
+					return nil, err
+				}
+				return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
+			}
+		}
+		return r.decryptNewSession(local, peerUser, expect, m)
+	}
+
+	// A known ratchet key names its session.
+	for _, s := range r.sessions() {
+		for i := range s.recv {
+			if s.recv[i].ratchetKey == m.RatchetKey {
+				if !trusted(s.remoteIdentity) {
+					return nil, ErrUntrustedIdentity
+				}
+				pt, err := s.decryptExistingChain(i, m)
+				if err != nil {
+					return nil, err
+				}
+				return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
+			}
+		}
+	}
+	// A new ratchet key: try each session's DH ratchet step, current first.
+	var firstErr error
+	tried := false
+	for _, s := range r.sessions() {
+		if !trusted(s.remoteIdentity) {
+			continue
+		}
+		tried = true
+		pt, err := s.decryptNewChain(m)
+		if err == nil {
+			return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
+		}
+		if firstErr == nil || errors.Is(firstErr, ErrTampered) && !errors.Is(err, ErrTampered) {
+			firstErr = err
+		}
+	}
+	switch {
+	case r.current == nil && len(r.archived) == 0:
+		return nil, ErrNoSession
+	case !tried:
+		return nil, ErrUntrustedIdentity
+	}
+	return nil, firstErr
+}
+
+func (r *Record) decryptNewSession(local *pqxdh.Responder, peerUser string, expect *keys.IdentityPublic, m *Message) (*Decrypted, error) {
+	if expect != nil && !expect.Equal(m.Init.IdentityKey) {
+		return nil, ErrUntrustedIdentity
+	}
+	if local == nil {
+		return nil, fmt.Errorf("ratchet: prekey message but no local prekeys given")
+	}
+	res, err := local.Respond(peerUser, m.Init)
+	if err != nil {
+		return nil, err
+	}
+	spk, err := local.Prekeys.SignedPrekey(m.Init.SignedPrekeyID)
+	if err != nil {
+		return nil, err
+	}
+	s := newResponderSession(res, m.Init, spk)
+	pt, err := s.decryptNewChain(m)
+	if err != nil {
+		return nil, err
+	}
+	r.adopt(s)
+	return &Decrypted{
+		Plaintext:      pt,
+		RemoteIdentity: s.remoteIdentity,
+		NewSession:     true,
+		Prekeys: &PrekeyUse{
+			SignedPrekeyID:  m.Init.SignedPrekeyID,
+			HasOneTime:      m.Init.HasOneTime,
+			OneTimePrekeyID: m.Init.OneTimePrekeyID,
+			KEMPrekeyID:     m.Init.KEMPrekeyID,
+		},
+	}, nil
+}
+
+// adopt places a session created by a peer's prekey message. Normally it
+// becomes current. The exception is simultaneous initiation
+// (docs/protocol.md §6.2): if our current session is one we initiated and
+// the peer has not yet answered on it, both sides hold two sessions; each
+// keeps the one whose PQXDH base key is lower (bytewise), so both converge
+// on the same session. The other is archived and still decrypts.
+func (r *Record) adopt(s *Session) {
+	c := r.current
+	if c != nil && c.initiator && c.pending != nil && bytes.Compare(c.baseKey[:], s.baseKey[:]) < 0 {
+		r.archive(s)
+		return
+	}
+	r.promote(s)
+}
+
+// promote makes s current, archiving the previous current session.
+func (r *Record) promote(s *Session) {
+	if r.current != nil {
+		r.archive(r.current)
+	}
+	r.current = s
+}
+
+func (r *Record) archive(s *Session) {
+	r.archived = append([]*Session{s}, r.archived...)
+	if len(r.archived) > MaxArchivedSessions {
+		r.archived = r.archived[:MaxArchivedSessions]
+	}
+}
+
+// ArchiveCurrent moves the current session to the archive, so the next
+// message starts a fresh one (used when a peer's device is removed or its
+// identity changes).
+func (r *Record) ArchiveCurrent() {
+	if r.current != nil {
+		r.archive(r.current)
+		r.current = nil
+	}
+}
