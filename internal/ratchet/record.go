@@ -242,3 +242,17 @@ func (r *Record) ArchiveCurrent() {
 		r.current = nil
 	}
 }
+
+// String never shows key material.
+func (r *Record) String() string {
+	return fmt.Sprintf("ratchet.Record(current=%t, archived=%d)", r.current != nil, len(r.archived))
+}
+
+// GoString keeps %#v from printing key material.
+func (r *Record) GoString() string { return r.String() }
+
+// String never shows key material.
+func (s *Session) String() string { return "ratchet.Session(redacted)" }
+
+// GoString keeps %#v from printing key material.
+func (s *Session) GoString() string { return s.String() }

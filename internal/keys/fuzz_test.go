@@ -1,0 +1,69 @@
+package keys
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// FuzzParsePublic feeds every public-key parser the same input: each must
+// either reject it with ErrMalformed or accept it and re-encode it exactly.
+func FuzzParsePublic(f *testing.F) {
+	a, _ := GenerateAccount()
+	i, _ := GenerateIdentity()
+	k, _ := GenerateKEM(true)
+	f.Add(a.Public().Bytes())
+	f.Add(i.Public().Bytes())
+	f.Add(k.Public().Bytes())
+	f.Add([]byte{byte(TagKEMOneTime)})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		type parsed interface{ Bytes() []byte }
+		check := func(p parsed, err error) {
+			if err != nil {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("error does not wrap ErrMalformed: %v", err)
+				}
+				return
+			}
+			if !bytes.Equal(p.Bytes(), b) {
+				t.Fatalf("accepted %x but re-encodes as %x", b, p.Bytes())
+			}
+		}
+		check(ParseAccountPublic(b))
+		check(ParseDeviceSigningPublic(b))
+		check(ParseServerPublic(b))
+		check(ParseIdentityPublic(b))
+		check(ParseSignedPrekeyPublic(b))
+		check(ParseOneTimePrekeyPublic(b))
+		check(ParseKEMPublic(b))
+	})
+}
+
+// FuzzParsePrivate does the same for the private encodings kept on disk.
+func FuzzParsePrivate(f *testing.F) {
+	a, _ := GenerateAccount()
+	i, _ := GenerateIdentity()
+	k, _ := GenerateKEM(false)
+	f.Add(a.Bytes())
+	f.Add(i.Bytes())
+	f.Add(k.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		type parsed interface{ Bytes() []byte }
+		check := func(p parsed, err error) {
+			if err != nil {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("error does not wrap ErrMalformed: %v", err)
+				}
+				return
+			}
+			if !bytes.Equal(p.Bytes(), b) {
+				t.Fatalf("accepted %x but re-encodes as %x", b, p.Bytes())
+			}
+		}
+		check(ParseAccountPrivate(b))
+		check(ParseDeviceSigningPrivate(b))
+		check(ParseIdentityPrivate(b))
+		check(ParseEphemeralPrivate(b))
+		check(ParseKEMPrivate(b))
+	})
+}
