@@ -1795,7 +1795,7 @@ func (*QueueEmpty) Descriptor() ([]byte, []int) {
 	return file_hush_proto_rawDescGZIP(), []int{26}
 }
 
-// Content is the plaintext inside a ratchet message (docs/protocol.md §8).
+// Content is the plaintext inside a ratchet message (docs/protocol.md §9.7).
 type Content struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	SentMs int64                  `protobuf:"varint,1,opt,name=sent_ms,json=sentMs,proto3" json:"sent_ms,omitempty"`

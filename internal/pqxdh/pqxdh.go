@@ -143,6 +143,12 @@ func kdf(km []byte) ([SharedSecretSize]byte, error) {
 	return out, nil
 }
 
+func wipe(bs ...[]byte) {
+	for _, b := range bs {
+		primitive.Wipe(b)
+	}
+}
+
 // Initiate runs Alice's side against Bob's bundle (docs/protocol.md §4.2).
 // The bundle must already be checked against Bob's verified device list
 // (identity.Bundle.VerifyAgainst); Initiate verifies its signatures again
@@ -176,6 +182,7 @@ func initiateWith(localUser string, ik keys.IdentityPrivate, ek keys.EphemeralPr
 	km = append(km, dh1...)
 	km = append(km, dh2...)
 	km = append(km, dh3...)
+	wipe(dh1, dh2, dh3)
 	init := &Init{
 		IdentityKey:    ik.Public(),
 		SignedPrekeyID: peer.SignedPrekey.ID,
@@ -188,6 +195,7 @@ func initiateWith(localUser string, ik keys.IdentityPrivate, ek keys.EphemeralPr
 			return nil, nil, fmt.Errorf("pqxdh: DH4: %w", err)
 		}
 		km = append(km, dh4...)
+		wipe(dh4)
 		init.HasOneTime = true
 		init.OneTimePrekeyID = peer.OneTimePrekey.ID
 	}
@@ -261,12 +269,14 @@ func (r *Responder) Respond(peerUser string, m *Init) (*Result, error) {
 	km = append(km, dh1...)
 	km = append(km, dh2...)
 	km = append(km, dh3...)
+	wipe(dh1, dh2, dh3)
 	if m.HasOneTime {
 		dh4, err := opk.ECDH(m.BaseKey)
 		if err != nil {
 			return nil, fmt.Errorf("pqxdh: DH4: %w", err)
 		}
 		km = append(km, dh4...)
+		wipe(dh4)
 	}
 	ss, err := pq.Decapsulate(m.KEMCiphertext)
 	if err != nil {
