@@ -10,8 +10,7 @@ import (
 )
 
 type inFlight struct {
-	ct, pt    []byte
-	delivered bool
+	ct, pt []byte
 }
 
 type direction struct {

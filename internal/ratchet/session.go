@@ -9,7 +9,6 @@
 package ratchet
 
 import (
-	"bytes"
 	"crypto/ecdh"
 	"errors"
 	"fmt"
@@ -360,7 +359,3 @@ func (s *Session) addSkipped(k []skippedKey) {
 // received marks that the peer has spoken on this session: an initiator
 // stops attaching the PQXDH initial message.
 func (s *Session) received() { s.pending = nil }
-
-func (s *Session) sameBase(o *Session) bool {
-	return s.initiator == o.initiator && bytes.Equal(s.baseKey[:], o.baseKey[:])
-}

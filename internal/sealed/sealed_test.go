@@ -15,11 +15,10 @@ import (
 var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	server       keys.ServerPrivate
-	alice, bob   *ratchettest.Device
-	aRec, bRec   *ratchet.Record
-	aliceCert    *sealed.Certificate
-	firstMessage []byte
+	server     keys.ServerPrivate
+	alice, bob *ratchettest.Device
+	aRec, bRec *ratchet.Record
+	aliceCert  *sealed.Certificate
 }
 
 func newFixture(t *testing.T) *fixture {
