@@ -85,7 +85,7 @@ func testTakePrekeysInOrder(t *testing.T, h *harness) {
 		set, err := s.TakePrekeys(ctx, ref)
 		must(t, err, "TakePrekeys")
 		checkDevice(t, set.Device, newDevice("alice", 1))
-		if set.SignedPrekey != *up.SignedPrekey && !signedEqual(set.SignedPrekey, *up.SignedPrekey) {
+		if !signedEqual(set.SignedPrekey, *up.SignedPrekey) {
 			t.Fatalf("take %d: signed prekey %+v", i, set.SignedPrekey)
 		}
 		switch {
@@ -140,14 +140,14 @@ func testTakePrekeysConcurrent(t *testing.T, h *harness) {
 	s := h.store(t, "take_prekeys_concurrent")
 	ctx := t.Context()
 	const (
-		workers   = 8
-		takes     = 50
-		oneTime   = 30
-		kemOneTim = 20
+		workers    = 8
+		takes      = 50
+		oneTime    = 30
+		kemOneTime = 20
 	)
 	ref := store.DeviceRef{Username: "alice", ID: 1}
 	must(t, s.CreateAccount(ctx, newAccount("alice", 1), []store.Device{newDevice("alice", 1)},
-		map[uint32]store.PrekeyUpload{1: newPrekeys("c", 1, oneTime, kemOneTim)}), "CreateAccount")
+		map[uint32]store.PrekeyUpload{1: newPrekeys("c", 1, oneTime, kemOneTime)}), "CreateAccount")
 
 	work := make(chan struct{}, takes)
 	for range takes {
@@ -213,9 +213,9 @@ func testTakePrekeysConcurrent(t *testing.T, h *harness) {
 		t.Errorf("%d distinct one-time keys handed out and %d takes without one, want %d and %d",
 			len(oneTimeSeen), noOneTime, oneTime, takes-oneTime)
 	}
-	if len(kemSeen) != kemOneTim || lastResort != takes-kemOneTim {
+	if len(kemSeen) != kemOneTime || lastResort != takes-kemOneTime {
 		t.Errorf("%d distinct KEM one-time keys handed out and %d last-resort, want %d and %d",
-			len(kemSeen), lastResort, kemOneTim, takes-kemOneTim)
+			len(kemSeen), lastResort, kemOneTime, takes-kemOneTime)
 	}
 	checkCounts(t, s, ref, 0, 0)
 }
@@ -245,15 +245,13 @@ func testTakePrekeysNotFound(t *testing.T, h *harness) {
 	// KEM keys and one-time keys but no signed prekey: not found either.
 	full = newPrekeys("alice-3", 1, 4, 2)
 	noSigned := store.DeviceRef{Username: "alice", ID: 3}
-	must(t, s.UploadPrekeys(ctx, noSigned, store.PrekeyUpload{
-		OneTime: full.OneTime, KEMOneTime: full.KEMOneTime, KEMLastResort: full.KEMLastResort,
-	}), "UploadPrekeys")
+	must(t, s.UploadPrekeys(ctx, noSigned, store.PrekeyUpload{OneTime: full.OneTime, KEMOneTime: full.KEMOneTime}), "UploadPrekeys")
 	_, err = s.TakePrekeys(ctx, noSigned)
 	wantErr(t, err, store.ErrNotFound, "TakePrekeys without a signed prekey")
 	checkCounts(t, s, noSigned, 4, 2)
 
-	// Only one-time KEM keys and no last resort: they are handed out, then
-	// the device has no KEM key left.
+	// With a signed prekey but no last-resort key, the one-time KEM keys
+	// are handed out, and then the device has no KEM key left.
 	must(t, s.UploadPrekeys(ctx, noSigned, store.PrekeyUpload{SignedPrekey: full.SignedPrekey}), "UploadPrekeys")
 	for range 2 {
 		set, err := s.TakePrekeys(ctx, noSigned)
