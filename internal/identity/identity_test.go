@@ -14,7 +14,7 @@ func TestUsernameRules(t *testing.T) {
 			t.Errorf("NormalizeUsername(%q) = %q, %v", in, got, err)
 		}
 	}
-	for _, bad := range []string{"", "ab", "a-b-c", "名前名前", "with space", "0123456789012345678901234567890123"} {
+	for _, bad := range []string{"", "ab", "a-b-c", "名前名前", "with space", "0123456789012345678901234567890123", "\u212Aalice", "\u0130ris", "KK"} {
 		if _, err := NormalizeUsername(bad); !errors.Is(err, ErrBadUsername) {
 			t.Errorf("NormalizeUsername(%q) accepted", bad)
 		}

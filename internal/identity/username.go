@@ -30,6 +30,13 @@ var reserved = map[string]bool{
 // NormalizeUsername lower-cases u and checks the rules: 3–32 characters of
 // a-z 0-9 _ . (docs/protocol.md §3.1). It does not check the reserved list.
 func NormalizeUsername(u string) (string, error) {
+	// Only ASCII is lower-cased: Unicode case folding would map other
+	// characters (the Kelvin sign, dotted I) onto a-z.
+	for i := 0; i < len(u); i++ {
+		if u[i] >= 0x80 {
+			return "", fmt.Errorf("%w: %q may only contain a-z, 0-9, '_' and '.'", ErrBadUsername, clip(u))
+		}
+	}
 	if len(u) < MinUsernameLen || len(u) > MaxUsernameLen {
 		return "", fmt.Errorf("%w: %q must be %d to %d characters", ErrBadUsername, clip(u), MinUsernameLen, MaxUsernameLen)
 	}

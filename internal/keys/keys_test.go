@@ -65,6 +65,17 @@ func TestPrivateKeysNeverPrint(t *testing.T) {
 	}
 }
 
+// TestNestedPrivateKeyDoesNotPrint: fmt prints unexported fields without
+// calling String, so the key must not be stored by value.
+func TestNestedPrivateKeyDoesNotPrint(t *testing.T) {
+	a, _ := GenerateAccount()
+	holder := struct{ key AccountPrivate }{a}
+	out := fmt.Sprintf("%v %+v %#v", holder, holder, holder)
+	if strings.Contains(out, fmt.Sprintf("%v", a.Seed())) || strings.Contains(out, fmt.Sprintf("%x", a.Seed())) {
+		t.Fatalf("seed printed in %q", out)
+	}
+}
+
 func TestEqualIsByValue(t *testing.T) {
 	a, _ := GenerateIdentity()
 	b, _ := GenerateIdentity()

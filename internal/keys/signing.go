@@ -13,9 +13,11 @@ type SigningPublic[K kind] struct {
 	k [ed25519Size]byte
 }
 
-// SigningPrivate is an Ed25519 private key of kind K.
+// SigningPrivate is an Ed25519 private key of kind K. The key sits behind
+// a pointer so that printing a struct holding one (fmt does not call
+// String on unexported fields) shows an address, not the seed.
 type SigningPrivate[K kind] struct {
-	priv ed25519.PrivateKey
+	priv *ed25519.PrivateKey
 }
 
 // The Ed25519 key kinds (docs/protocol.md §2.1).
@@ -97,7 +99,7 @@ func generateSigning[K kind]() (SigningPrivate[K], error) {
 	if err != nil {
 		return SigningPrivate[K]{}, err
 	}
-	return SigningPrivate[K]{priv: priv}, nil
+	return SigningPrivate[K]{priv: &priv}, nil
 }
 
 // GenerateAccount makes a new account key.
@@ -115,7 +117,8 @@ func signingFromSeed[K kind](seed []byte) (SigningPrivate[K], error) {
 	if len(seed) != ed25519.SeedSize {
 		return SigningPrivate[K]{}, parseErr("Ed25519 seed is %d bytes, want %d", len(seed), ed25519.SeedSize)
 	}
-	return SigningPrivate[K]{priv: ed25519.NewKeyFromSeed(seed)}, nil
+	k := ed25519.NewKeyFromSeed(seed)
+	return SigningPrivate[K]{priv: &k}, nil
 }
 
 func parseSigningPrivate[K kind](b []byte) (SigningPrivate[K], error) {
@@ -156,7 +159,7 @@ func (s SigningPrivate[K]) Public() SigningPublic[K] {
 
 // Sign signs msg. The caller prefixes msg with a domain-separation label.
 func (s SigningPrivate[K]) Sign(msg []byte) []byte {
-	return primitive.Sign(s.priv, msg)
+	return primitive.Sign(*s.priv, msg)
 }
 
 // Bytes returns the private encoding (tag|0x80, seed). Handle with care.

@@ -30,11 +30,10 @@ const (
 
 // Errors a caller can tell apart.
 var (
-	ErrBadBundle      = errors.New("pqxdh: prekey bundle failed verification")
-	ErrUnknownPrekey  = errors.New("pqxdh: unknown or already used prekey")
-	ErrMalformed      = errors.New("pqxdh: malformed initial message")
-	ErrLowOrder       = primitive.ErrLowOrder
-	ErrWrongPrekeyUse = errors.New("pqxdh: prekey kind does not match its use")
+	ErrBadBundle     = errors.New("pqxdh: prekey bundle failed verification")
+	ErrUnknownPrekey = errors.New("pqxdh: unknown or already used prekey")
+	ErrMalformed     = errors.New("pqxdh: malformed initial message")
+	ErrLowOrder      = primitive.ErrLowOrder
 )
 
 // Init is what the initiator sends with its first messages so the
@@ -113,6 +112,12 @@ type Result struct {
 	// RemoteIdentity is the peer's identity key.
 	RemoteIdentity keys.IdentityPublic
 }
+
+// String never shows SK.
+func (r *Result) String() string { return "pqxdh.Result(redacted)" }
+
+// GoString keeps %#v from printing SK.
+func (r *Result) GoString() string { return r.String() }
 
 // AssociatedData returns AD = label || IK_A || IK_B || len||user_A || len||user_B,
 // with A the initiator.

@@ -38,7 +38,7 @@ func BenchmarkEncryptDecrypt(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := bob.rec.Decrypt(nil, "alice", ct); err != nil {
+				if _, err := bob.rec.DecryptFrom(nil, "alice", bob.peerID, ct); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -61,7 +61,7 @@ func BenchmarkEncryptDecryptDHStep(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := to.rec.Decrypt(nil, to.peer, ct); err != nil {
+				if _, err := to.rec.DecryptFrom(nil, to.peer, to.peerID, ct); err != nil {
 					b.Fatal(err)
 				}
 				from, to = to, from

@@ -25,7 +25,7 @@ func FuzzParseMessage(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := rec.Decrypt(bob.dev.Responder(), "alice", data); err != nil && !bytes.Equal(rec.Marshal(), before) {
+		if _, err := rec.DecryptFrom(bob.dev.Responder(), "alice", bob.peerID, data); err != nil && !bytes.Equal(rec.Marshal(), before) {
 			t.Fatalf("failed decrypt changed state: %v", err)
 		}
 	})

@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/hush-chat/hush/internal/keys"
 	"github.com/hush-chat/hush/internal/ratchet"
 	"github.com/hush-chat/hush/internal/ratchet/ratchettest"
 )
 
 // party is one side of a conversation: a device and its record for the peer.
 type party struct {
-	dev  *ratchettest.Device
-	rec  *ratchet.Record
-	peer string
+	dev    *ratchettest.Device
+	rec    *ratchet.Record
+	peer   string
+	peerID keys.IdentityPublic // the peer device's identity key, as a device list names it
 }
 
 // encrypt encrypts on the party's current session.
@@ -29,7 +31,7 @@ func (p *party) encrypt(t testing.TB, pt []byte) []byte {
 
 // decrypt decrypts and consumes used prekeys, as a client would.
 func (p *party) decrypt(ct []byte) ([]byte, error) {
-	d, err := p.rec.Decrypt(p.dev.Responder(), p.peer, ct)
+	d, err := p.rec.DecryptFrom(p.dev.Responder(), p.peer, p.peerID, ct)
 	if err != nil {
 		return nil, err
 	}
@@ -80,8 +82,15 @@ func newPair(t testing.TB) (alice, bob *party) {
 	t.Helper()
 	alice = &party{dev: newDevice(t, "alice"), rec: &ratchet.Record{}, peer: "bob"}
 	bob = &party{dev: newDevice(t, "bob"), rec: &ratchet.Record{}, peer: "alice"}
+	introduce(alice, bob)
 	initiate(t, alice, bob)
 	return alice, bob
+}
+
+// introduce tells each party the other's identity key.
+func introduce(a, b *party) {
+	a.peerID = b.dev.Identity.Public()
+	b.peerID = a.dev.Identity.Public()
 }
 
 // initiate starts a session from a to b with fresh one-time prekeys.

@@ -176,7 +176,7 @@ func TestWrongAssociatedDataRejected(t *testing.T) {
 	ct := alice.encrypt(t, msg("hello"))
 	// The AD binds the usernames: the same bytes claimed by another user fail.
 	before := bob.rec.Marshal()
-	if _, err := bob.rec.Decrypt(bob.dev.Responder(), "mallory", ct); !errors.Is(err, ratchet.ErrTampered) {
+	if _, err := bob.rec.DecryptFrom(bob.dev.Responder(), "mallory", bob.peerID, ct); !errors.Is(err, ratchet.ErrTampered) {
 		t.Fatalf("decrypt with wrong sender username: %v, want ErrTampered", err)
 	}
 	if !bytes.Equal(before, bob.rec.Marshal()) {
@@ -221,6 +221,7 @@ func TestOneTimePrekeyReuseRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	a1 := &party{dev: newDevice(t, "alice"), rec: &ratchet.Record{}, peer: "bob"}
+	introduce(a1, bob)
 	if err := a1.rec.Initiate("alice", a1.dev.Identity, bundle); err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +247,7 @@ func TestLastResortKEMPrekeyReusable(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := &party{dev: newDevice(t, "alice"), rec: &ratchet.Record{}, peer: "bob"}
+		introduce(a, bob)
 		if err := a.rec.Initiate("alice", a.dev.Identity, bundle); err != nil {
 			t.Fatal(err)
 		}
@@ -306,6 +308,7 @@ func TestSimultaneousInitiationConverges(t *testing.T) {
 	for round := range 8 {
 		alice := &party{dev: newDevice(t, "alice"), rec: &ratchet.Record{}, peer: "bob"}
 		bob := &party{dev: newDevice(t, "bob"), rec: &ratchet.Record{}, peer: "alice"}
+		introduce(alice, bob)
 		initiate(t, alice, bob)
 		initiate(t, bob, alice)
 		a1 := alice.encrypt(t, msg("alice first"))
@@ -384,4 +387,82 @@ func TestNoSessionError(t *testing.T) {
 	if _, err := rec.Encrypt(msg("x")); !errors.Is(err, ratchet.ErrNoSession) {
 		t.Fatalf("encrypt without session: %v", err)
 	}
+}
+
+// TestSimultaneousInitiationWithReorderConverges: the side with the higher
+// base key has its first prekey message delayed until after the other side
+// has already received an answer on its own session. The delayed message
+// makes a new current session on one side only; the first reply on it
+// makes the other side promote it too (docs/protocol.md §6.1).
+func TestSimultaneousInitiationWithReorderConverges(t *testing.T) {
+	for round := range 6 {
+		a := &party{dev: newDevice(t, "alice"), rec: &ratchet.Record{}, peer: "bob"}
+		b := &party{dev: newDevice(t, "bob"), rec: &ratchet.Record{}, peer: "alice"}
+		introduce(a, b)
+		initiate(t, a, b)
+		initiate(t, b, a)
+		ka, _ := a.rec.CurrentBaseKey()
+		kb, _ := b.rec.CurrentBaseKey()
+		lo, hi := a, b
+		if bytes.Compare(kb[:], ka[:]) < 0 {
+			lo, hi = b, a
+		}
+		delayed := hi.encrypt(t, msg("delayed from hi"))
+		hi.mustDecrypt(t, lo.encrypt(t, msg("lo first")), msg("lo first"))
+		lo.mustDecrypt(t, hi.encrypt(t, msg("hi reply")), msg("hi reply"))
+		lo.mustDecrypt(t, delayed, msg("delayed from hi"))
+		for i := range 4 {
+			m := msg("lo %d", i)
+			hi.mustDecrypt(t, lo.encrypt(t, m), m)
+			m = msg("hi %d", i)
+			lo.mustDecrypt(t, hi.encrypt(t, m), m)
+			ka, _ := lo.rec.CurrentBaseKey()
+			kb, _ := hi.rec.CurrentBaseKey()
+			if ka != kb {
+				t.Fatalf("round %d, exchange %d: the two sides use different sessions", round, i)
+			}
+		}
+	}
+}
+
+// TestPrekeyReplayAfterArchiveEvictionRejected: a prekey message that used
+// no one-time keys is replayed after its session left the archive.
+func TestPrekeyReplayAfterArchiveEvictionRejected(t *testing.T) {
+	alice := &party{dev: newDevice(t, "alice"), rec: &ratchet.Record{}, peer: "bob"}
+	bob := &party{dev: newDevice(t, "bob"), rec: &ratchet.Record{}, peer: "alice"}
+	introduce(alice, bob)
+	lastResortOnly := func() {
+		b, err := bob.dev.Bundle(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.rec.Initiate("alice", alice.dev.Identity, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastResortOnly()
+	first := alice.encrypt(t, msg("transfer 100 EUR"))
+	bob.mustDecrypt(t, first, msg("transfer 100 EUR"))
+	for range ratchet.MaxArchivedSessions + 1 {
+		lastResortOnly()
+		bob.mustDecrypt(t, alice.encrypt(t, msg("x")), msg("x"))
+	}
+	bob.mustFailUnchanged(t, first, ratchet.ErrDuplicate)
+}
+
+// TestSkippedKeyOfDroppedChainStillDecrypts: a message skipped in a chain
+// that has since left the kept receiving chains still decrypts from its
+// stored key.
+func TestSkippedKeyOfDroppedChainStillDecrypts(t *testing.T) {
+	alice, bob := newPair(t)
+	bob.mustDecrypt(t, alice.encrypt(t, msg("hello")), msg("hello"))
+	alice.mustDecrypt(t, bob.encrypt(t, msg("hi")), msg("hi"))
+	late := alice.encrypt(t, msg("late"))
+	bob.mustDecrypt(t, alice.encrypt(t, msg("on time")), msg("on time"))
+	for i := range ratchet.MaxOldReceiveChains + 2 {
+		alice.mustDecrypt(t, bob.encrypt(t, msg("b%d", i)), msg("b%d", i))
+		bob.mustDecrypt(t, alice.encrypt(t, msg("a%d", i)), msg("a%d", i))
+	}
+	bob.mustDecrypt(t, late, msg("late"))
+	bob.mustFailUnchanged(t, late, nil)
 }

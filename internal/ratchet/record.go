@@ -15,7 +15,8 @@ import (
 // decrypt late messages (docs/protocol.md §6).
 type Record struct {
 	current  *Session
-	archived []*Session // newest first
+	archived []*Session       // newest first
+	retired  []keys.RawX25519 // base keys of dropped responder sessions, oldest first
 }
 
 // HasSession reports whether there is a current session to send on.
@@ -80,81 +81,79 @@ type Decrypted struct {
 	Prekeys    *PrekeyUse
 }
 
-// Decrypt decrypts a message from the device of peerUser this record is
-// for. local supplies our identity and prekeys for prekey messages.
-func (r *Record) Decrypt(local *pqxdh.Responder, peerUser string, data []byte) (*Decrypted, error) {
-	return r.decrypt(local, peerUser, nil, data)
-}
-
-// DecryptFrom is Decrypt that also requires the session's peer identity to
-// equal expect (from a sealed-sender certificate); a mismatch is
-// ErrUntrustedIdentity and changes nothing.
+// DecryptFrom decrypts a message from the device of peerUser this record
+// is for. expect is that device's identity key from the peer's verified
+// device list (or a sealed-sender certificate checked against it): a
+// message on, or creating, a session with any other identity is
+// ErrUntrustedIdentity and changes nothing. local supplies our identity and
+// prekeys for prekey messages.
 func (r *Record) DecryptFrom(local *pqxdh.Responder, peerUser string, expect keys.IdentityPublic, data []byte) (*Decrypted, error) {
-	return r.decrypt(local, peerUser, &expect, data)
-}
-
-func (r *Record) sessions() []*Session {
-	all := make([]*Session, 0, 1+len(r.archived))
-	if r.current != nil {
-		all = append(all, r.current)
-	}
-	return append(all, r.archived...)
-}
-
-func (r *Record) decrypt(local *pqxdh.Responder, peerUser string, expect *keys.IdentityPublic, data []byte) (*Decrypted, error) {
 	m, err := ParseMessage(data)
 	if err != nil {
 		return nil, err
 	}
-	trusted := func(id keys.IdentityPublic) bool { return expect == nil || expect.Equal(id) }
-
 	if m.Init != nil {
-		// A prekey message belongs to the responder session with its base
-		// key, if we already made one.
-		for _, s := range r.sessions() {
-			if !s.initiator && s.baseKey == m.Init.BaseKey {
-				if !trusted(s.remoteIdentity) {
-					return nil, ErrUntrustedIdentity
-				}
-				if !s.remoteIdentity.Equal(m.Init.IdentityKey) {
-					return nil, ErrTampered
-				}
-				pt, err := s.decrypt(m)
-				if err != nil {
-					return nil, err
-				}
-				return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
-			}
-		}
-		return r.decryptNewSession(local, peerUser, expect, m)
+		return r.decryptPrekeyMessage(local, peerUser, expect, m)
 	}
+	ok := func(s *Session) *Decrypted { return &Decrypted{RemoteIdentity: s.remoteIdentity} }
 
 	// A known ratchet key names its session.
 	for _, s := range r.sessions() {
 		for i := range s.recv {
 			if s.recv[i].ratchetKey == m.RatchetKey {
-				if !trusted(s.remoteIdentity) {
+				if !expect.Equal(s.remoteIdentity) {
 					return nil, ErrUntrustedIdentity
 				}
 				pt, err := s.decryptExistingChain(i, m)
 				if err != nil {
 					return nil, err
 				}
-				return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
+				d := ok(s)
+				d.Plaintext = pt
+				return d, nil
 			}
 		}
 	}
+	// A stored skipped key of a receiving chain no longer kept.
+	for _, s := range r.sessions() {
+		if j := s.findSkipped(m.RatchetKey, m.N); j >= 0 {
+			if !expect.Equal(s.remoteIdentity) {
+				return nil, ErrUntrustedIdentity
+			}
+			pt, err := s.decryptSkipped(j, m)
+			if err != nil {
+				return nil, err
+			}
+			d := ok(s)
+			d.Plaintext = pt
+			return d, nil
+		}
+	}
 	// A new ratchet key: try each session's DH ratchet step, current first.
+	// Archived sessions get a smaller skip budget, so one forged message
+	// cannot cost 41 full-size jumps (docs/protocol.md §5.6).
 	var firstErr error
 	tried := false
-	for _, s := range r.sessions() {
-		if !trusted(s.remoteIdentity) {
+	for i, s := range r.sessions() {
+		if !expect.Equal(s.remoteIdentity) {
 			continue
 		}
 		tried = true
-		pt, err := s.decryptNewChain(m)
+		budget := uint32(MaxSkip)
+		if s != r.current {
+			budget = MaxSkippedKeys
+		}
+		pt, err := s.decryptNewChain(m, budget)
 		if err == nil {
-			return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
+			if s != r.current {
+				// The peer answered on this session with a new ratchet
+				// key: it is their current one, so make it ours
+				// (docs/protocol.md §6.1).
+				r.promoteArchived(i - boolInt(r.current != nil))
+			}
+			d := ok(s)
+			d.Plaintext = pt
+			return d, nil
 		}
 		if firstErr == nil || errors.Is(firstErr, ErrTampered) && !errors.Is(err, ErrTampered) {
 			firstErr = err
@@ -169,10 +168,41 @@ func (r *Record) decrypt(local *pqxdh.Responder, peerUser string, expect *keys.I
 	return nil, firstErr
 }
 
-func (r *Record) decryptNewSession(local *pqxdh.Responder, peerUser string, expect *keys.IdentityPublic, m *Message) (*Decrypted, error) {
-	if expect != nil && !expect.Equal(m.Init.IdentityKey) {
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// decryptPrekeyMessage handles a message carrying a PQXDH initial message.
+func (r *Record) decryptPrekeyMessage(local *pqxdh.Responder, peerUser string, expect keys.IdentityPublic, m *Message) (*Decrypted, error) {
+	if !expect.Equal(m.Init.IdentityKey) {
 		return nil, ErrUntrustedIdentity
 	}
+	// It belongs to the responder session with its base key, if we made one.
+	for _, s := range r.sessions() {
+		if !s.initiator && s.baseKey == m.Init.BaseKey {
+			if !s.remoteIdentity.Equal(m.Init.IdentityKey) {
+				return nil, ErrTampered
+			}
+			pt, err := s.decrypt(m)
+			if err != nil {
+				return nil, err
+			}
+			return &Decrypted{Plaintext: pt, RemoteIdentity: s.remoteIdentity}, nil
+		}
+	}
+	// A base key whose session already left the archive is a replay.
+	for _, k := range r.retired {
+		if k == m.Init.BaseKey {
+			return nil, fmt.Errorf("%w: prekey message of a retired session", ErrDuplicate)
+		}
+	}
+	return r.decryptNewSession(local, peerUser, m)
+}
+
+func (r *Record) decryptNewSession(local *pqxdh.Responder, peerUser string, m *Message) (*Decrypted, error) {
 	if local == nil {
 		return nil, fmt.Errorf("ratchet: prekey message but no local prekeys given")
 	}
@@ -185,7 +215,7 @@ func (r *Record) decryptNewSession(local *pqxdh.Responder, peerUser string, expe
 		return nil, err
 	}
 	s := newResponderSession(res, m.Init, spk)
-	pt, err := s.decryptNewChain(m)
+	pt, err := s.decryptNewChain(m, MaxSkip)
 	if err != nil {
 		return nil, err
 	}
@@ -226,10 +256,32 @@ func (r *Record) promote(s *Session) {
 	r.current = s
 }
 
+// promoteArchived makes archived session i current.
+func (r *Record) promoteArchived(i int) {
+	s := r.archived[i]
+	r.archived = append(r.archived[:i:i], r.archived[i+1:]...)
+	r.promote(s)
+}
+
 func (r *Record) archive(s *Session) {
 	r.archived = append([]*Session{s}, r.archived...)
 	if len(r.archived) > MaxArchivedSessions {
+		for _, old := range r.archived[MaxArchivedSessions:] {
+			r.retire(old)
+		}
 		r.archived = r.archived[:MaxArchivedSessions]
+	}
+}
+
+// retire remembers the base key of a dropped responder session, so its
+// prekey messages cannot be replayed to start it again (§6.1).
+func (r *Record) retire(s *Session) {
+	if s.initiator {
+		return
+	}
+	r.retired = append(r.retired, s.baseKey)
+	if len(r.retired) > MaxRetiredBaseKeys {
+		r.retired = append([]keys.RawX25519(nil), r.retired[len(r.retired)-MaxRetiredBaseKeys:]...)
 	}
 }
 
@@ -256,3 +308,12 @@ func (s *Session) String() string { return "ratchet.Session(redacted)" }
 
 // GoString keeps %#v from printing key material.
 func (s *Session) GoString() string { return s.String() }
+
+// sessions lists the current session first, then the archive, newest first.
+func (r *Record) sessions() []*Session {
+	all := make([]*Session, 0, 1+len(r.archived))
+	if r.current != nil {
+		all = append(all, r.current)
+	}
+	return append(all, r.archived...)
+}

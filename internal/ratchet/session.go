@@ -25,6 +25,7 @@ const (
 	MaxSkippedKeys      = 2000  // stored skipped message keys per session
 	MaxOldReceiveChains = 5     // receiving chains kept besides the current one
 	MaxArchivedSessions = 40    // old sessions kept per peer device
+	MaxRetiredBaseKeys  = 256   // base keys of dropped responder sessions remembered
 )
 
 // KDF labels (docs/protocol.md §5.2).
@@ -229,7 +230,7 @@ func (s *Session) decrypt(m *Message) ([]byte, error) {
 			return s.decryptExistingChain(i, m)
 		}
 	}
-	return s.decryptNewChain(m)
+	return s.decryptNewChain(m, MaxSkip)
 }
 
 func (s *Session) findSkipped(rk keys.RawX25519, n uint32) int {
@@ -248,15 +249,7 @@ func (s *Session) decryptExistingChain(i int, m *Message) ([]byte, error) {
 		if j < 0 {
 			return nil, ErrDuplicate
 		}
-		pt, err := s.open(s.skipped[j].mk, m)
-		if err != nil {
-			return nil, err
-		}
-		// Commit: the key is used once.
-		primitive.Wipe(s.skipped[j].mk[:])
-		s.skipped = append(s.skipped[:j], s.skipped[j+1:]...)
-		s.received()
-		return pt, nil
+		return s.decryptSkipped(j, m)
 	}
 	if m.N-c.n > MaxSkip {
 		return nil, fmt.Errorf("%w: %d keys to skip, limit %d", ErrTooFarAhead, m.N-c.n, MaxSkip)
@@ -274,7 +267,22 @@ func (s *Session) decryptExistingChain(i int, m *Message) ([]byte, error) {
 	return pt, nil
 }
 
-func (s *Session) decryptNewChain(m *Message) ([]byte, error) {
+// decryptSkipped opens m with stored skipped key j.
+func (s *Session) decryptSkipped(j int, m *Message) ([]byte, error) {
+	pt, err := s.open(s.skipped[j].mk, m)
+	if err != nil {
+		return nil, err
+	}
+	// Commit: the key is used once.
+	primitive.Wipe(s.skipped[j].mk[:])
+	s.skipped = append(s.skipped[:j], s.skipped[j+1:]...)
+	s.received()
+	return pt, nil
+}
+
+// decryptNewChain performs the DH ratchet step for a new ratchet key,
+// skipping at most budget keys in each chain.
+func (s *Session) decryptNewChain(m *Message, budget uint32) ([]byte, error) {
 	// Skip what remains of the current receiving chain, up to PN.
 	var (
 		cur      *recvChain
@@ -283,13 +291,13 @@ func (s *Session) decryptNewChain(m *Message) ([]byte, error) {
 	)
 	if len(s.recv) > 0 && m.PN > s.recv[0].n {
 		cur = &s.recv[0]
-		if m.PN-cur.n > MaxSkip {
-			return nil, fmt.Errorf("%w: %d keys to skip, limit %d", ErrTooFarAhead, m.PN-cur.n, MaxSkip)
+		if m.PN-cur.n > budget {
+			return nil, fmt.Errorf("%w: %d keys to skip, limit %d", ErrTooFarAhead, m.PN-cur.n, budget)
 		}
 		curKey, skipped0 = skipKeys(cur.ratchetKey, cur.key, cur.n, m.PN)
 	}
-	if m.N > MaxSkip {
-		return nil, fmt.Errorf("%w: %d keys to skip, limit %d", ErrTooFarAhead, m.N, MaxSkip)
+	if m.N > budget {
+		return nil, fmt.Errorf("%w: %d keys to skip, limit %d", ErrTooFarAhead, m.N, budget)
 	}
 	// DH ratchet step, receiving half.
 	dh, err := primitive.X25519(s.sendPriv, m.RatchetKey[:])

@@ -155,6 +155,10 @@ func (r *Record) Marshal() []byte {
 	for _, s := range r.archived {
 		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { s.marshal(b) })
 	}
+	b.AddUint16(uint16(len(r.retired)))
+	for _, k := range r.retired {
+		b.AddBytes(k[:])
+	}
 	return b.BytesOrPanic()
 }
 
@@ -206,6 +210,17 @@ func UnmarshalRecord(data []byte) (*Record, error) {
 			return nil, err
 		}
 		r.archived = append(r.archived, s)
+	}
+	var nret uint16
+	if !in.ReadUint16(&nret) || int(nret) > MaxRetiredBaseKeys {
+		return nil, badState("bad retired base key count")
+	}
+	for range nret {
+		var k keys.RawX25519
+		if !readArray(&in, k[:]) {
+			return nil, badState("retired base keys truncated")
+		}
+		r.retired = append(r.retired, k)
 	}
 	if !in.Empty() {
 		return nil, badState("%d trailing bytes", len(in))

@@ -175,6 +175,11 @@ func TestFrozenVectorsDecrypt(t *testing.T) {
 		t.Fatal(err)
 	}
 	responder := &pqxdh.Responder{Username: "bob", Identity: ik, Prekeys: &pk}
+	aliceIK, err := keys.ParseIdentityPrivate(unhex(v.Alice.Identity))
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceID := aliceIK.Public()
 	bobRec := &ratchet.Record{}
 	aliceRec, err := ratchet.UnmarshalRecord(unhex(v.AliceInitialState))
 	if err != nil {
@@ -184,9 +189,9 @@ func TestFrozenVectorsDecrypt(t *testing.T) {
 	for _, m := range v.Messages {
 		var d *ratchet.Decrypted
 		if m.From == "alice" {
-			d, err = bobRec.Decrypt(responder, "alice", unhex(m.Ciphertext))
+			d, err = bobRec.DecryptFrom(responder, "alice", aliceID, unhex(m.Ciphertext))
 		} else {
-			d, err = aliceRec.Decrypt(nil, "bob", unhex(m.Ciphertext))
+			d, err = aliceRec.DecryptFrom(nil, "bob", bundle.IdentityKey, unhex(m.Ciphertext))
 		}
 		if err != nil {
 			t.Fatalf("message %q: %v", m.Plaintext, err)

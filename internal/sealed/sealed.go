@@ -67,6 +67,9 @@ func (c *Certificate) body() ([]byte, error) {
 	if c.Expires.Unix() <= 0 {
 		return nil, malformed("certificate expiry %v", c.Expires)
 	}
+	if c.DeviceID == 0 || c.DeviceID > identity.MaxDeviceID {
+		return nil, malformed("certificate device id %d", c.DeviceID)
+	}
 	var b cryptobyte.Builder
 	b.AddUint8(CertificateVersion)
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(c.Username)) })
@@ -125,6 +128,9 @@ func ParseCertificate(data []byte) (*Certificate, error) {
 	c.Username = string(user)
 	if n, err := identity.NormalizeUsername(c.Username); err != nil || n != c.Username {
 		return nil, malformed("certificate username %q", c.Username)
+	}
+	if c.DeviceID == 0 || c.DeviceID > identity.MaxDeviceID {
+		return nil, malformed("certificate device id %d", c.DeviceID)
 	}
 	var err error
 	if c.IdentityKey, err = keys.ParseIdentityPublic(ik); err != nil {
@@ -239,9 +245,22 @@ func Open(recipient keys.IdentityPrivate, envelope []byte, server keys.ServerPub
 	return &Opened{Certificate: cert, Message: bytes.Clone(s)}, nil
 }
 
-// Decrypt decrypts the opened message with the sender's record, requiring
-// the ratchet session's peer identity to equal the certificate's: a
-// certificate for one device cannot carry another device's message.
-func (o *Opened) Decrypt(rec *ratchet.Record, local *pqxdh.Responder) (*ratchet.Decrypted, error) {
-	return rec.DecryptFrom(local, o.Certificate.Username, o.Certificate.IdentityKey, o.Message)
+// Decrypt decrypts the opened message with the sender's record. The
+// certificate is signed by the server, which the threat model does not
+// trust with identities: the certified device must appear, with the same
+// keys, in the sender's verified device list, and the ratchet session's
+// peer identity must be that listed key. So neither a forged certificate
+// nor a valid one for another device can carry a message
+// (docs/protocol.md §7.2). Any mismatch is ErrSenderMismatch and changes
+// nothing.
+func (o *Opened) Decrypt(rec *ratchet.Record, local *pqxdh.Responder, senderList *identity.DeviceList) (*ratchet.Decrypted, error) {
+	c := o.Certificate
+	if senderList.Username != c.Username {
+		return nil, fmt.Errorf("%w: certificate for %q checked against the device list of %q", ErrSenderMismatch, c.Username, senderList.Username)
+	}
+	d, ok := senderList.Find(c.DeviceID)
+	if !ok || !d.IdentityKey.Equal(c.IdentityKey) || !d.SigningKey.Equal(c.SigningKey) {
+		return nil, fmt.Errorf("%w: certificate names %s/%d with keys not in its device list", ErrSenderMismatch, c.Username, c.DeviceID)
+	}
+	return rec.DecryptFrom(local, c.Username, d.IdentityKey, o.Message)
 }

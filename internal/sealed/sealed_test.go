@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hush-chat/hush/internal/identity"
 	"github.com/hush-chat/hush/internal/keys"
 	"github.com/hush-chat/hush/internal/ratchet"
 	"github.com/hush-chat/hush/internal/ratchet/ratchettest"
@@ -55,6 +56,15 @@ func (f *fixture) cert(t *testing.T, d *ratchettest.Device, exp time.Time) *seal
 	return c
 }
 
+func (f *fixture) aliceList(t *testing.T) *identity.DeviceList {
+	t.Helper()
+	l, err := f.alice.DeviceList(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &l.List
+}
+
 func (f *fixture) sealFromAlice(t *testing.T, pt []byte, cert *sealed.Certificate) []byte {
 	t.Helper()
 	m, err := f.aRec.Encrypt(pt)
@@ -81,7 +91,7 @@ func TestSealedRoundTrip(t *testing.T) {
 	if o.Certificate.Username != "alice" || o.Certificate.DeviceID != 1 {
 		t.Fatalf("certificate names %s/%d", o.Certificate.Username, o.Certificate.DeviceID)
 	}
-	d, err := o.Decrypt(f.bRec, f.bob.Responder())
+	d, err := o.Decrypt(f.bRec, f.bob.Responder(), f.aliceList(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +159,7 @@ func TestCertificateMustMatchSessionPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.Decrypt(f.bRec, f.bob.Responder()); err != nil {
+	if _, err := o.Decrypt(f.bRec, f.bob.Responder(), f.aliceList(t)); err != nil {
 		t.Fatal(err)
 	}
 	before := f.bRec.Marshal()
@@ -165,12 +175,59 @@ func TestCertificateMustMatchSessionPeer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := o.Decrypt(f.bRec, f.bob.Responder()); !errors.Is(err, sealed.ErrSenderMismatch) {
+		if _, err := o.Decrypt(f.bRec, f.bob.Responder(), f.aliceList(t)); !errors.Is(err, sealed.ErrSenderMismatch) {
 			t.Fatalf("certificate of %s on alice's message: %v", c.Username, err)
 		}
 		if !bytes.Equal(before, f.bRec.Marshal()) {
 			t.Fatal("rejected message changed the session")
 		}
+	}
+}
+
+// TestServerForgedCertificateRejected: the server certifies its own keys
+// under alice's name and runs PQXDH with them; bob, checking the
+// certificate against alice's signed device list, refuses, and his
+// session with alice is untouched.
+func TestServerForgedCertificateRejected(t *testing.T) {
+	f := newFixture(t)
+	o, err := sealed.Open(f.bob.Identity, f.sealFromAlice(t, []byte("genuine"), f.aliceCert), f.server.Public(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Decrypt(f.bRec, f.bob.Responder(), f.aliceList(t)); err != nil {
+		t.Fatal(err)
+	}
+	before := f.bRec.Marshal()
+	fake, err := ratchettest.NewDevice("alice", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otk, kem := f.bob.AnyOneTime()
+	bundle, err := f.bob.Bundle(otk, kem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec ratchet.Record
+	if err := rec.Initiate("alice", fake.Identity, bundle); err != nil {
+		t.Fatal(err)
+	}
+	m, err := rec.Encrypt([]byte("forged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := sealed.Seal(f.bob.Identity.Public(), f.cert(t, fake, now.Add(time.Hour)), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err = sealed.Open(f.bob.Identity, env, f.server.Public(), now)
+	if err != nil {
+		t.Fatal(err) // the server's signature is genuine
+	}
+	if _, err := o.Decrypt(f.bRec, f.bob.Responder(), f.aliceList(t)); !errors.Is(err, sealed.ErrSenderMismatch) {
+		t.Fatalf("forged certificate: %v, want ErrSenderMismatch", err)
+	}
+	if !bytes.Equal(before, f.bRec.Marshal()) {
+		t.Fatal("forged message changed bob's session with alice")
 	}
 }
 
