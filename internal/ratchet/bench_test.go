@@ -128,3 +128,26 @@ func BenchmarkRawEncryptDecryptDHStepPrimitives(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkForgedMessageWorstCase is the cost of one forged message with
+// an unknown ratchet key and the largest allowed counters, against a
+// record holding the full archive (docs/protocol.md §5.6).
+func BenchmarkForgedMessageWorstCase(b *testing.B) {
+	alice, bob := newPair(b)
+	bob.mustDecrypt(b, alice.encrypt(b, []byte("x")), []byte("x"))
+	for range ratchet.MaxArchivedSessions {
+		initiate(b, alice, bob)
+		bob.mustDecrypt(b, alice.encrypt(b, []byte("x")), []byte("x"))
+	}
+	// A normal message header with a fresh ratchet key, PN = N = 25,000.
+	forged := []byte{1, 1}
+	k, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	forged = append(forged, k.PublicKey().Bytes()...)
+	forged = append(forged, 0, 0, 0x61, 0xa8, 0, 0, 0x61, 0xa8)
+	forged = append(forged, make([]byte, 32)...)
+	for b.Loop() {
+		if _, err := bob.decrypt(forged); err == nil {
+			b.Fatal("forged message decrypted")
+		}
+	}
+}
