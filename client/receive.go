@@ -1,0 +1,433 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/hush-chat/hush/internal/identity"
+	"github.com/hush-chat/hush/internal/pqxdh"
+	"github.com/hush-chat/hush/internal/ratchet"
+	"github.com/hush-chat/hush/wire"
+)
+
+// Forever, as Receive's wait, keeps receiving until the context ends.
+const Forever time.Duration = -1
+
+// seenKeep is how long processed message ids are remembered: longer than
+// the server keeps an unacknowledged message (30 days).
+const seenKeep = 35 * 24 * time.Hour
+
+// maxBatch bounds the envelopes committed in one transaction.
+const maxBatch = 256
+
+// Event is something Receive reports: *MessageEvent or *DroppedEvent.
+type Event interface{ isEvent() }
+
+// MessageEvent is a decrypted message, already stored in the history.
+type MessageEvent struct {
+	ID       MessageID
+	From     string
+	Device   uint32
+	Sent     time.Time // as claimed by the sender
+	Received time.Time // when this device received it
+	Text     string
+}
+
+// DroppedEvent is a message that failed to decrypt or verify. It was
+// acknowledged, so the server deleted it, and it will not come back.
+type DroppedEvent struct {
+	ID     MessageID
+	From   string
+	Device uint32
+	Err    error
+}
+
+func (*MessageEvent) isEvent() {}
+func (*DroppedEvent) isEvent() {}
+
+// Receive first retries the outbox (messages refused for good are reported
+// to Config.Warn), then fetches pending messages, decrypts them, stores them in the
+// history and then acknowledges them, calling handle for each in order.
+//
+// With wait 0 it returns once the server's backlog is processed. With wait
+// > 0 it also waits, up to wait in all, until at least one message came.
+// With Forever it keeps receiving live messages until ctx ends (then it
+// returns ctx's error).
+//
+// Each message's session update, used-prekey deletion and history entry
+// are committed in one transaction before the acknowledgement is sent. A
+// message redelivered after a crash is recognised by its id and sender
+// device and acknowledged again without being shown twice. A message
+// committed but not yet handed to handle (a crash in between) is handed
+// over by the next Receive: delivery to handle is at least once, and only
+// a crash in the instant between handle returning and that being recorded
+// can repeat one.
+func (c *Client) Receive(ctx context.Context, wait time.Duration, handle func(Event)) error {
+	a, err := c.account()
+	if err != nil {
+		return err
+	}
+	c.recvMu.Lock()
+	defer c.recvMu.Unlock()
+	if _, err := c.db.ExecContext(ctx, `DELETE FROM seen WHERE received_ms < ?`, c.now().Add(-seenKeep).UnixMilli()); err != nil {
+		return &localError{err}
+	}
+	handled, err := c.redeliver(ctx, handle)
+	if err != nil {
+		return err
+	}
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	cn, drained, err := c.receivingConn(ctx, a)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cn.mu.Lock()
+		cn.receiving = false
+		cn.mu.Unlock()
+	}()
+	// Queued messages go out first, over this same connection.
+	for _, f := range c.flush(ctx).Failed {
+		c.cfg.Warn(fmt.Errorf("message to %s could not be delivered and was dropped from the outbox: %w", f.To, f.Err))
+	}
+	for {
+		var batch []*wire.Envelope
+		var counts *wire.PrekeyCounts
+		for _, f := range cn.take() {
+			switch {
+			case f.GetEnvelope() != nil:
+				batch = append(batch, f.GetEnvelope())
+			case f.GetQueueEmpty() != nil:
+				drained = true
+			case f.GetPrekeyCounts() != nil:
+				counts = f.GetPrekeyCounts()
+			}
+		}
+		for len(batch) > 0 {
+			n := min(len(batch), maxBatch)
+			got, err := c.process(ctx, cn, a, batch[:n], handle)
+			handled += got
+			if err != nil {
+				// Envelopes taken but not acknowledged are only re-sent on
+				// a new connection: make the next Receive dial one.
+				cn.mu.Lock()
+				cn.dropped = true
+				cn.mu.Unlock()
+				return err
+			}
+			batch = batch[n:]
+		}
+		if counts.GetLow() {
+			if err := c.refillPrekeys(ctx, cn, counts); err != nil {
+				c.cfg.Warn(fmt.Errorf("could not upload new prekeys: %w", err))
+			}
+		}
+		if drained {
+			cn.mu.Lock()
+			overflow := cn.overflow
+			cn.mu.Unlock()
+			if overflow {
+				// Some envelopes were dropped for lack of room; the server
+				// sends them again on a new connection.
+				if cn, err = c.redial(ctx, a, true); err != nil {
+					return err
+				}
+				drained = false
+				continue
+			}
+			if wait == 0 || wait > 0 && handled > 0 {
+				return nil
+			}
+		}
+		select {
+		case <-cn.notify:
+		case <-cn.done:
+			return cn.failure()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout:
+			return nil
+		}
+	}
+}
+
+// receivingConn returns a connection whose pushes this Receive consumes,
+// and whether its backlog was already fully pushed. A connection that
+// discarded envelopes while nobody was receiving is replaced, since the
+// server only re-sends them on a new connection.
+func (c *Client) receivingConn(ctx context.Context, a *account) (*conn, bool, error) {
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	c.mu.Lock()
+	cur := c.cur
+	c.mu.Unlock()
+	if cur != nil && cur.alive() {
+		cur.mu.Lock()
+		ok := !cur.dropped && !cur.overflow
+		drained := cur.drained
+		if ok {
+			cur.receiving = true
+		}
+		cur.mu.Unlock()
+		if ok {
+			return cur, drained, nil
+		}
+	}
+	cn, err := c.redialLocked(ctx, a, true)
+	return cn, false, err
+}
+
+// redeliver hands over messages committed earlier but never handed to the
+// application (the process stopped in between).
+func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error) {
+	rs, err := c.db.QueryContext(ctx, `SELECT seq, peer, message_id, device, sent_ms, received_ms, body FROM history
+		WHERE outgoing = 0 AND state = 0 ORDER BY seq`)
+	if err != nil {
+		return 0, &localError{err}
+	}
+	var evs []*MessageEvent
+	var seqs []int64
+	for rs.Next() {
+		var e MessageEvent
+		var seq, sent, recv int64
+		var id []byte
+		if err := rs.Scan(&seq, &e.From, &id, &e.Device, &sent, &recv, &e.Text); err != nil {
+			rs.Close()
+			return 0, &localError{err}
+		}
+		copy(e.ID[:], id)
+		e.Sent, e.Received = time.UnixMilli(sent), time.UnixMilli(recv)
+		evs = append(evs, &e)
+		seqs = append(seqs, seq)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, &localError{err}
+	}
+	for _, e := range evs {
+		handle(e)
+	}
+	return len(evs), c.markHandled(ctx, seqs)
+}
+
+func (c *Client) markHandled(ctx context.Context, seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	// The application has the messages now; record that even if the
+	// caller's context just ended, or they would be handed over again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return inTx(ctx, c.db, func(tx *sql.Tx) error {
+		for _, s := range seqs {
+			if _, err := tx.ExecContext(ctx, `UPDATE history SET state = 1 WHERE seq = ?`, s); err != nil {
+				return &localError{err}
+			}
+		}
+		return nil
+	})
+}
+
+type deviceKey struct {
+	user   string
+	device uint32
+}
+
+// process decrypts, commits and acknowledges a batch of envelopes, then
+// hands the events over. It returns how many messages it handed over.
+func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire.Envelope, handle func(Event)) (int, error) {
+	// Senders' device lists are needed to check who a new session is
+	// with; fetch the unknown ones before the transaction, since network
+	// waits must not hold the database lock.
+	lists := map[string]*identity.SignedDeviceList{}
+	listErr := map[string]error{}
+	fetched := map[string]bool{}
+	var stop error
+	for i, e := range envs {
+		user, dev := e.GetSender(), e.GetSenderDevice()
+		if l := lists[user]; listErr[user] != nil || l != nil && listed(l, dev) {
+			continue
+		}
+		if n, err := identity.NormalizeUsername(user); err != nil || n != user {
+			listErr[user] = fmt.Errorf("%w: sender name %q", ErrProtocol, user)
+			continue
+		}
+		l := lists[user]
+		if l == nil {
+			var err error
+			if l, err = c.knownPeer(ctx, user); err != nil {
+				return 0, err
+			}
+		}
+		if (l == nil || !listed(l, dev)) && !fetched[user] {
+			fetched[user] = true
+			fl, err := c.fetchPeer(ctx, cn, user)
+			if err != nil && isTransient(err) {
+				envs, stop = envs[:i], err
+				break
+			}
+			if err != nil {
+				listErr[user] = err
+				continue
+			}
+			l = fl
+		}
+		if l != nil {
+			lists[user] = l
+		}
+	}
+	if len(envs) == 0 {
+		return 0, stop
+	}
+
+	now := c.now()
+	events := make([]Event, 0, len(envs))
+	var newSeqs []int64
+	err := inTx(ctx, c.db, func(tx *sql.Tx) error {
+		events, newSeqs = events[:0], newSeqs[:0]
+		src := &txPrekeys{ctx: ctx, tx: tx}
+		responder := &pqxdh.Responder{Username: a.Username, Identity: a.Identity, Prekeys: src}
+		records := map[deviceKey]*ratchet.Record{}
+		for _, e := range envs {
+			k := deviceKey{e.GetSender(), e.GetSenderDevice()}
+			var id MessageID
+			drop := func(err error) error {
+				events = append(events, &DroppedEvent{ID: id, From: k.user, Device: k.device, Err: err})
+				return markSeen(ctx, tx, k, id, now)
+			}
+			if len(e.GetMessageId()) != len(id) {
+				events = append(events, &DroppedEvent{From: k.user, Device: k.device, Err: fmt.Errorf("%w: message id of %d bytes", ErrProtocol, len(e.GetMessageId()))})
+				continue
+			}
+			copy(id[:], e.GetMessageId())
+			var dup int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM seen WHERE sender = ? AND device = ? AND message_id = ?`,
+				k.user, k.device, id[:]).Scan(&dup); err != nil {
+				return &localError{err}
+			}
+			if dup > 0 {
+				continue // processed before; only the acknowledgement was lost
+			}
+			if err := listErr[k.user]; err != nil {
+				if err := drop(err); err != nil {
+					return err
+				}
+				continue
+			}
+			var dev identity.Device
+			ok := false
+			if l := lists[k.user]; l != nil {
+				dev, ok = l.List.Find(k.device)
+			}
+			if !ok {
+				if err := drop(fmt.Errorf("%w: %s/%d", identity.ErrNoDevice, k.user, k.device)); err != nil {
+					return err
+				}
+				continue
+			}
+			rec := records[k]
+			if rec == nil {
+				r, err := loadRecord(ctx, tx, k.user, k.device)
+				if err != nil {
+					return err
+				}
+				rec = r
+			}
+			dec, err := rec.DecryptFrom(responder, k.user, dev.IdentityKey, e.GetContent())
+			if src.err != nil {
+				return src.err // our database failed, not the message
+			}
+			if err != nil {
+				// The ratchet left rec unchanged.
+				if err := drop(err); err != nil {
+					return err
+				}
+				continue
+			}
+			records[k] = rec
+			if dec.NewSession {
+				if err := consumePrekeys(ctx, tx, dec.Prekeys); err != nil {
+					return err
+				}
+			}
+			body, err := decodeContent(dec.Plaintext)
+			if err != nil {
+				if err := drop(err); err != nil {
+					return err
+				}
+				continue
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
+				VALUES (?, 0, ?, ?, ?, ?, ?, 0)`, k.user, id[:], k.device, body.sent.UnixMilli(), now.UnixMilli(), body.text)
+			if err != nil {
+				return &localError{err}
+			}
+			seq, err := res.LastInsertId()
+			if err != nil {
+				return &localError{err}
+			}
+			newSeqs = append(newSeqs, seq)
+			if err := markSeen(ctx, tx, k, id, now); err != nil {
+				return err
+			}
+			events = append(events, &MessageEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now, Text: body.text})
+		}
+		for k, r := range records {
+			if err := saveRecord(ctx, tx, k.user, k.device, r); err != nil {
+				return err
+			}
+		}
+		if c.hookBeforeCommit != nil {
+			return c.hookBeforeCommit()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if c.hookBeforeAck != nil {
+		if err := c.hookBeforeAck(); err != nil {
+			return 0, err
+		}
+	}
+	// Committed: now the server may delete them.
+	ids := make([]uint64, len(envs))
+	for i, e := range envs {
+		ids[i] = e.GetServerId()
+	}
+	if err := cn.post(ctx, &wire.ClientFrame{Body: &wire.ClientFrame_Ack{Ack: &wire.AckRequest{ServerIds: ids}}}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, ev := range events {
+		if _, ok := ev.(*MessageEvent); ok {
+			n++
+		}
+		handle(ev)
+	}
+	if err := c.markHandled(ctx, newSeqs); err != nil {
+		return n, err
+	}
+	return n, stop
+}
+
+func listed(l *identity.SignedDeviceList, device uint32) bool {
+	_, ok := l.List.Find(device)
+	return ok
+}
+
+func markSeen(ctx context.Context, tx *sql.Tx, k deviceKey, id MessageID, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO seen (sender, device, message_id, received_ms) VALUES (?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, k.user, k.device, id[:], now.UnixMilli())
+	if err != nil {
+		return &localError{err}
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+// Package cli implements the hush command: its subcommands, flags, output
+// formats and error messages. Their names are a contract that scripts and
+// tests rely on (issue 4):
+//
+//	hush serve  [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N]
+//	            [--tls-cert F --tls-key F]
+//	hush [--server URL] [--home DIR] register USERNAME
+//	hush [--server URL] [--home DIR] send USERNAME TEXT...   (TEXT "-" reads stdin)
+//	hush [--server URL] [--home DIR] recv [--json] [--wait DURATION]
+//	hush [--server URL] [--home DIR] chat USERNAME
+//	hush [--server URL] [--home DIR] whoami
+//
+// Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
+// 1 error, 2 usage.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/hush-chat/hush/client"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// DefaultServer is used when neither --server nor $HUSH_SERVER is given
+// (and, after registration, the home does not name one).
+const DefaultServer = "http://127.0.0.1:8090"
+
+// Env is the process environment the command runs in, injected so tests
+// can run it in-process.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// Interactive reports whether stdin and stdout are a terminal (chat
+	// then runs its full-screen interface).
+	Interactive bool
+}
+
+// OSEnv is the real process environment.
+func OSEnv() Env {
+	return Env{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Getenv:      os.Getenv,
+		Interactive: term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())),
+	}
+}
+
+const usageText = `usage:
+  hush serve [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N] [--tls-cert F --tls-key F]
+  hush [--server URL] [--home DIR] register USERNAME
+  hush [--server URL] [--home DIR] send USERNAME TEXT...     (TEXT "-" reads stdin)
+  hush [--server URL] [--home DIR] recv [--json] [--wait DURATION]
+  hush [--server URL] [--home DIR] chat USERNAME
+  hush [--server URL] [--home DIR] whoami
+
+--server defaults to $HUSH_SERVER, else the server the home registered with,
+else ` + DefaultServer + `.
+--home defaults to $HUSH_HOME, else $XDG_DATA_HOME/hush (~/.local/share/hush).
+One home is one device.
+`
+
+// usageError is a command-line mistake: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// cmd is one invocation's parsed global options.
+type cmd struct {
+	env      Env
+	server   string // explicit --server or $HUSH_SERVER; "" if neither
+	home     string
+	stdout   *lockedWriter
+	warnings int
+}
+
+// Run runs hush with args (without the program name) and returns the
+// exit code.
+func Run(ctx context.Context, args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	c := &cmd{env: env, stdout: &lockedWriter{w: env.Stdout}}
+	err := c.run(ctx, args)
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errReported):
+		return exitError
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(env.Stdout, usageText)
+		return exitOK
+	case errors.As(err, &ue):
+		c.errorf("%s (see \"hush help\")", ue.msg)
+		return exitUsage
+	default:
+		c.errorf("%s", c.describe(err))
+		return exitError
+	}
+}
+
+// errorf writes one "hush: " line to stderr.
+func (c *cmd) errorf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
+	fmt.Fprintf(c.env.Stderr, "hush: %s\n", msg)
+}
+
+// warn reports a problem that does not stop the command.
+func (c *cmd) warn(err error) {
+	c.warnings++
+	c.errorf("%s", c.describe(err))
+}
+
+func (c *cmd) run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("hush", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	server := fs.String("server", "", "server URL")
+	home := fs.String("home", "", "home directory (one home = one device)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%v", err)
+	}
+	c.server = *server
+	if c.server == "" {
+		c.server = c.env.Getenv("HUSH_SERVER")
+	}
+	c.home = *home
+	if c.home == "" {
+		c.home = defaultHome(c.env.Getenv)
+	}
+	if c.home == "" {
+		return errors.New("no home directory: set --home or $HUSH_HOME")
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return usagef("no command given")
+	}
+	name, rest := rest[0], rest[1:]
+	switch name {
+	case "serve":
+		return c.serve(ctx, rest)
+	case "register":
+		return c.register(ctx, rest)
+	case "whoami":
+		return c.whoami(ctx, rest)
+	case "send":
+		return c.send(ctx, rest)
+	case "recv":
+		return c.recv(ctx, rest)
+	case "chat":
+		return c.chat(ctx, rest)
+	case "help", "-h", "--help":
+		return flag.ErrHelp
+	}
+	return usagef("unknown command %q", name)
+}
+
+// defaultHome is $HUSH_HOME, else $XDG_DATA_HOME/hush, else
+// ~/.local/share/hush.
+func defaultHome(getenv func(string) string) string {
+	if h := getenv("HUSH_HOME"); h != "" {
+		return h
+	}
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "hush")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "share", "hush")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "hush")
+	}
+	return ""
+}
+
+// newFlags makes a subcommand's flag set.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	return nil
+}
+
+// open opens the home's client. Problems of older queued messages are
+// reported as warnings.
+func (c *cmd) open() (*client.Client, error) {
+	return client.New(client.Config{Home: c.home, Server: c.server, Warn: c.warn})
+}
+
+// openAccount opens the home and requires a registered account.
+func (c *cmd) openAccount() (*client.Client, client.Info, error) {
+	cl, err := c.open()
+	if err != nil {
+		return nil, client.Info{}, err
+	}
+	info, err := cl.Info()
+	if err != nil {
+		cl.Close()
+		return nil, client.Info{}, err
+	}
+	return cl, info, nil
+}

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/hush-chat/hush/client"
+)
+
+// lockedWriter serializes whole lines from concurrent goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// textTime is the timestamp format of text output, in local time.
+const textTime = "2006-01-02 15:04"
+
+// jsonTime is RFC 3339 with milliseconds, in UTC.
+const jsonTime = "2006-01-02T15:04:05.000Z07:00"
+
+// formatText renders a message as "[2026-11-23 15:04] alice: hello".
+func formatText(when time.Time, from, text string) string {
+	return fmt.Sprintf("[%s] %s: %s", when.Local().Format(textTime), from, sanitize(text))
+}
+
+// sanitize makes a peer's text safe to print on a terminal: control
+// characters (escape sequences could rewrite the screen) are shown as
+// U+FFFD, and each further line is indented so it cannot pass for a
+// message line of its own.
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString("\n    ")
+		case r == '\t':
+			b.WriteRune(r)
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029', unicode.Is(unicode.Bidi_Control, r):
+			b.WriteRune('\uFFFD')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// jsonMessage is one line of recv --json output.
+type jsonMessage struct {
+	ID       string `json:"id"`
+	From     string `json:"from"`
+	Device   uint32 `json:"device"`
+	Sent     string `json:"sent"`
+	Received string `json:"received"`
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+}
+
+func formatJSON(m *client.MessageEvent) string {
+	b, _ := json.Marshal(jsonMessage{
+		ID:       m.ID.String(),
+		From:     m.From,
+		Device:   m.Device,
+		Sent:     m.Sent.UTC().Format(jsonTime),
+		Received: m.Received.UTC().Format(jsonTime),
+		Type:     "text",
+		Text:     m.Text,
+	})
+	return string(b)
+}
+
+// printer prints received events in text or JSON form; drops go to stderr.
+type printer struct {
+	c    *cmd
+	json bool
+}
+
+func (p printer) event(e client.Event) {
+	switch e := e.(type) {
+	case *client.MessageEvent:
+		line := formatText(e.Sent, e.From, e.Text)
+		if p.json {
+			line = formatJSON(e)
+		}
+		fmt.Fprintln(p.c.stdout, line)
+	case *client.DroppedEvent:
+		p.c.warn(fmt.Errorf("dropped a message from %s/%d that failed to decrypt: %v", e.From, e.Device, e.Err))
+	}
+}

@@ -1,0 +1,28 @@
+package cli
+
+import (
+	"context"
+)
+
+func (c *cmd) recv(ctx context.Context, args []string) error {
+	fs := newFlags("recv")
+	asJSON := fs.Bool("json", false, "one JSON object per message")
+	wait := fs.Duration("wait", 0, "wait up to this long for at least one message")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("recv takes no arguments besides --json and --wait")
+	}
+	if *wait < 0 {
+		return usagef("recv: --wait must not be negative")
+	}
+	cl, _, err := c.openAccount()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	// Receive retries the outbox first.
+	p := printer{c: c, json: *asJSON}
+	return cl.Receive(ctx, *wait, p.event)
+}

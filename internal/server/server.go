@@ -1,0 +1,350 @@
+// Package server is the Hush server: registration over HTTP, then one
+// WebSocket per device for authentication, prekeys, sending and delivery
+// (docs/protocol.md §9). It holds only public keys and ciphertext.
+//
+// Layout: server.go (lifecycle), http.go (HTTP endpoints), register.go,
+// session.go (one WebSocket) with hijack.go (its buffers), auth.go,
+// requests.go (WebSocket requests), sendqueue.go (storing sends),
+// prekeys.go, delivery.go (pushing queued messages), bus.go (wake-ups),
+// devcache.go, expiry.go, metrics.go, log.go, errors.go, limits.go,
+// serverkey.go. Subpackages: pow (proof of work), ratelimit.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/hush-chat/hush/internal/keys"
+	"github.com/hush-chat/hush/internal/server/pow"
+	"github.com/hush-chat/hush/internal/server/ratelimit"
+	"github.com/hush-chat/hush/internal/store"
+	"github.com/hush-chat/hush/internal/store/sqlite"
+)
+
+// Config configures a Server.
+type Config struct {
+	Listen  string // for ListenAndServe, e.g. "127.0.0.1:8090"; port 0 picks one
+	DataDir string // created 0700 if missing; holds hush.db and server.key
+	// PowBits is the registration proof-of-work difficulty (0 turns it
+	// off; at most pow.MaxBits). pow.DefaultBits is the suggested value.
+	PowBits int
+	// TLSCert and TLSKey are PEM files; with both set the server speaks
+	// HTTPS and WSS only.
+	TLSCert, TLSKey string
+	Logger          *slog.Logger     // nil: discard
+	Store           store.Store      // nil: open SQLite at DataDir/hush.db (then owned and closed by the server)
+	Limits          Limits           // zero fields: production defaults (see Limits)
+	Now             func() time.Time // nil: time.Now
+}
+
+// Server is a Hush server. Make one with New, run it with Serve or
+// ListenAndServe; it serves once.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	store    store.Store
+	ownStore bool
+	key      keys.ServerPrivate
+	pub      keys.ServerPublic
+	pow      *pow.Issuer
+	tls      *tls.Config
+	metrics  *metrics
+	handler  http.Handler
+
+	devices *deviceCache
+
+	// bus wakes a device's connections when a message is queued for it;
+	// lowBus when its one-time prekeys run low.
+	bus, lowBus Bus
+
+	regLimit, sendLimit, fetchLimit *ratelimit.Limiter
+	maxConnsPerIP                   int
+	authTimeout                     time.Duration // AuthTimeout; shorter in tests
+
+	mu        sync.Mutex
+	closing   bool
+	sessions  map[*session]struct{}
+	connsByIP map[string]int
+	sessWG    sync.WaitGroup
+
+	served    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the store (unless one is given), loads or creates the server
+// key, and prepares the handlers. It does not listen.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: DataDir is required (it holds the server key)")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("server: TLS needs both a certificate and a key file")
+	}
+	if cfg.PowBits < 0 || cfg.PowBits > pow.MaxBits {
+		return nil, fmt.Errorf("server: proof-of-work bits %d out of range 0..%d", cfg.PowBits, pow.MaxBits)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		bus:       NewLocalBus(),
+		lowBus:    NewLocalBus(),
+		sessions:  map[*session]struct{}{},
+		connsByIP: map[string]int{},
+		metrics:   newMetrics(),
+		devices:   newDeviceCache(),
+
+		authTimeout: AuthTimeout,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: load TLS certificate: %w", err)
+		}
+		// HTTP/1.1 only: WebSockets upgrade over HTTP/1.1.
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: create data directory: %w", err)
+	}
+	var err error
+	if s.key, err = loadOrCreateKey(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s.pub = s.key.Public()
+	secret, err := powSecret(s.key)
+	if err != nil {
+		return nil, err
+	}
+	s.pow = pow.NewIssuer(secret, cfg.PowBits, s.now)
+
+	lim := cfg.Limits.withDefaults()
+	s.regLimit = ratelimit.New(lim.RegistrationsPerHour, time.Hour, lim.RegistrationBurst, s.now)
+	s.sendLimit = ratelimit.New(lim.SendsPerMinute, time.Minute, lim.SendBurst, s.now)
+	s.fetchLimit = ratelimit.New(lim.PrekeyFetchesPerMinute, time.Minute, lim.PrekeyFetchBurst, s.now)
+	s.maxConnsPerIP = lim.MaxConnsPerIP
+
+	s.store = cfg.Store
+	if s.store == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "hush.db"))
+		if err != nil {
+			return nil, fmt.Errorf("server: open store: %w", err)
+		}
+		s.store, s.ownStore = db, true
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServerKey is the server's long-term public key, pinned by clients.
+func (s *Server) ServerKey() keys.ServerPublic { return s.pub }
+
+// Handler serves the whole HTTP API. Serve uses it; tests may mount it
+// elsewhere, but then graceful shutdown of WebSockets is theirs to do.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// ListenAndServe listens on cfg.Listen, logs the bound address once (at
+// Info, msg "listening", attribute addr) and serves until ctx is done.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	addr := s.cfg.Listen
+	if addr == "" {
+		addr = "127.0.0.1:8090"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("server: listen on %s: %w", addr, err)
+	}
+	s.log.Info("listening", "addr", ln.Addr().String())
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then shuts down gracefully: it
+// stops accepting, closes every WebSocket with status 1001 (going away),
+// waits up to ShutdownTimeout for requests in flight, and closes the
+// store if the server opened it. It returns nil after a shutdown caused
+// by ctx, or the error that stopped the listener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.served.CompareAndSwap(false, true) {
+		ln.Close()
+		return errors.New("server: Serve called twice")
+	}
+	defer s.Close()
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Go(func() { s.expiryLoop(bgCtx) })
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		serveErr <- err // the shutdown below reads it again
+	}
+
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	s.goAwayAll()
+	if e := hs.Shutdown(sctx); e != nil {
+		s.log.Warn("shutdown: HTTP requests still running at the deadline", "err", e)
+		hs.Close()
+	}
+	s.waitSessions(sctx)
+	stopBG()
+	bg.Wait()
+	if e := <-serveErr; err == nil && !errors.Is(e, http.ErrServerClosed) {
+		err = e
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+// Close releases the store if the server opened it. Serve calls it; call
+// it yourself only for a Server that is never served.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.ownStore {
+			s.closeErr = s.store.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// acquireConn admits one more WebSocket from ip, unless the server is
+// shutting down or ip is at its limit. A true result must be paired with
+// releaseConn.
+func (s *Server) acquireConn(ip string) (ok bool, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false, "server is shutting down"
+	}
+	if s.maxConnsPerIP > 0 && s.connsByIP[ip] >= s.maxConnsPerIP {
+		return false, "too many connections from your address"
+	}
+	s.connsByIP[ip]++
+	s.sessWG.Add(1)
+	return true, ""
+}
+
+func (s *Server) releaseConn(ip string) {
+	s.mu.Lock()
+	if s.connsByIP[ip]--; s.connsByIP[ip] <= 0 {
+		delete(s.connsByIP, ip)
+	}
+	s.mu.Unlock()
+	s.sessWG.Done()
+}
+
+// track registers a live session so shutdown can reach it; false means
+// shutdown began meanwhile and the session must go away at once.
+func (s *Server) track(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// disconnect closes every connection of a device that was removed from
+// its account's device list: it is no longer authenticated. (Across
+// several nodes this will travel over the bus.)
+func (s *Server) disconnect(ref store.DeviceRef, except *session) {
+	s.mu.Lock()
+	var list []*session
+	for ss := range s.sessions {
+		if ss != except && ss.authed.Load() && ss.ref == ref {
+			list = append(list, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		go ss.conn.Close(websocket.StatusPolicyViolation, "device removed from the account")
+	}
+}
+
+// goAwayAll marks the server closing and tells every session to close
+// with status 1001.
+func (s *Server) goAwayAll() {
+	s.mu.Lock()
+	s.closing = true
+	list := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		go ss.goAway()
+	}
+}
+
+// waitSessions waits for every WebSocket handler to return, or for ctx;
+// at the deadline the remaining connections are cut.
+func (s *Server) waitSessions(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { s.sessWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	n := len(s.sessions)
+	for ss := range s.sessions {
+		ss.conn.CloseNow()
+	}
+	s.mu.Unlock()
+	s.log.Warn("shutdown: cut WebSocket connections still open at the deadline", "count", n)
+	// A handler stuck in a store call ends within requestTimeout; do not
+	// wait that long to close the store under it.
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
