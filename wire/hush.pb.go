@@ -8,6 +8,13 @@
 //   POST /v1/register          RegisterRequest -> RegisterResponse | Error (HTTP 4xx)
 //   GET  /v1/ws                WebSocket; every WebSocket message is one binary
 //                              frame holding one ClientFrame or ServerFrame.
+//   POST /v1/sealed            SealedSendRequest -> SendResponse | Error; no
+//                              authentication: the sender stays unknown (§9.8)
+//   POST /v1/devicelist        DeviceListUpdate -> AccountResponse | Error;
+//                              authorized by the account key's signature (§9.9)
+//   GET  /v1/provision         WebSocket for a device being linked: the server
+//                              sends ProvisionAddress, later one
+//                              ProvisionEnvelope, then closes (§9.10)
 // On connect the server sends ServerFrame{challenge}; the client answers with
 // ClientFrame{auth}; the server replies ServerFrame{auth_ok} or {error} and
 // closes. After that the client sends requests (id > 0, echoed in the reply)
@@ -35,6 +42,58 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+type DeviceNotice_Kind int32
+
+const (
+	DeviceNotice_KIND_UNSPECIFIED    DeviceNotice_Kind = 0
+	DeviceNotice_ADDED               DeviceNotice_Kind = 1
+	DeviceNotice_REMOVED             DeviceNotice_Kind = 2
+	DeviceNotice_ACCOUNT_KEY_CHANGED DeviceNotice_Kind = 3
+)
+
+// Enum value maps for DeviceNotice_Kind.
+var (
+	DeviceNotice_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "ADDED",
+		2: "REMOVED",
+		3: "ACCOUNT_KEY_CHANGED",
+	}
+	DeviceNotice_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":    0,
+		"ADDED":               1,
+		"REMOVED":             2,
+		"ACCOUNT_KEY_CHANGED": 3,
+	}
+)
+
+func (x DeviceNotice_Kind) Enum() *DeviceNotice_Kind {
+	p := new(DeviceNotice_Kind)
+	*p = x
+	return p
+}
+
+func (x DeviceNotice_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceNotice_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_hush_proto_enumTypes[0].Descriptor()
+}
+
+func (DeviceNotice_Kind) Type() protoreflect.EnumType {
+	return &file_hush_proto_enumTypes[0]
+}
+
+func (x DeviceNotice_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceNotice_Kind.Descriptor instead.
+func (DeviceNotice_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{40, 0}
+}
 
 type ServerInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -530,6 +589,11 @@ type ClientFrame struct {
 	//	*ClientFrame_Send
 	//	*ClientFrame_Ack
 	//	*ClientFrame_UpdateDeviceList
+	//	*ClientFrame_GetSenderCertificate
+	//	*ClientFrame_SetDeliveryToken
+	//	*ClientFrame_SetBlocked
+	//	*ClientFrame_ProvisionSend
+	//	*ClientFrame_ResetAccountKey
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -642,6 +706,51 @@ func (x *ClientFrame) GetUpdateDeviceList() *UpdateDeviceListRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetGetSenderCertificate() *GetSenderCertificateRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_GetSenderCertificate); ok {
+			return x.GetSenderCertificate
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetSetDeliveryToken() *SetDeliveryTokenRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_SetDeliveryToken); ok {
+			return x.SetDeliveryToken
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetSetBlocked() *SetBlockedRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_SetBlocked); ok {
+			return x.SetBlocked
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetProvisionSend() *ProvisionSendRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_ProvisionSend); ok {
+			return x.ProvisionSend
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetResetAccountKey() *ResetAccountKeyRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_ResetAccountKey); ok {
+			return x.ResetAccountKey
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Body interface {
 	isClientFrame_Body()
 }
@@ -674,6 +783,26 @@ type ClientFrame_UpdateDeviceList struct {
 	UpdateDeviceList *UpdateDeviceListRequest `protobuf:"bytes,8,opt,name=update_device_list,json=updateDeviceList,proto3,oneof"`
 }
 
+type ClientFrame_GetSenderCertificate struct {
+	GetSenderCertificate *GetSenderCertificateRequest `protobuf:"bytes,9,opt,name=get_sender_certificate,json=getSenderCertificate,proto3,oneof"`
+}
+
+type ClientFrame_SetDeliveryToken struct {
+	SetDeliveryToken *SetDeliveryTokenRequest `protobuf:"bytes,10,opt,name=set_delivery_token,json=setDeliveryToken,proto3,oneof"`
+}
+
+type ClientFrame_SetBlocked struct {
+	SetBlocked *SetBlockedRequest `protobuf:"bytes,11,opt,name=set_blocked,json=setBlocked,proto3,oneof"`
+}
+
+type ClientFrame_ProvisionSend struct {
+	ProvisionSend *ProvisionSendRequest `protobuf:"bytes,12,opt,name=provision_send,json=provisionSend,proto3,oneof"`
+}
+
+type ClientFrame_ResetAccountKey struct {
+	ResetAccountKey *ResetAccountKeyRequest `protobuf:"bytes,13,opt,name=reset_account_key,json=resetAccountKey,proto3,oneof"`
+}
+
 func (*ClientFrame_Auth) isClientFrame_Body() {}
 
 func (*ClientFrame_GetAccount) isClientFrame_Body() {}
@@ -687,6 +816,16 @@ func (*ClientFrame_Send) isClientFrame_Body() {}
 func (*ClientFrame_Ack) isClientFrame_Body() {}
 
 func (*ClientFrame_UpdateDeviceList) isClientFrame_Body() {}
+
+func (*ClientFrame_GetSenderCertificate) isClientFrame_Body() {}
+
+func (*ClientFrame_SetDeliveryToken) isClientFrame_Body() {}
+
+func (*ClientFrame_SetBlocked) isClientFrame_Body() {}
+
+func (*ClientFrame_ProvisionSend) isClientFrame_Body() {}
+
+func (*ClientFrame_ResetAccountKey) isClientFrame_Body() {}
 
 type ServerFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -703,6 +842,8 @@ type ServerFrame struct {
 	//	*ServerFrame_Acked
 	//	*ServerFrame_Envelope
 	//	*ServerFrame_QueueEmpty
+	//	*ServerFrame_SenderCertificate
+	//	*ServerFrame_Ok
 	Body          isServerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -842,6 +983,24 @@ func (x *ServerFrame) GetQueueEmpty() *QueueEmpty {
 	return nil
 }
 
+func (x *ServerFrame) GetSenderCertificate() *SenderCertificateResponse {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_SenderCertificate); ok {
+			return x.SenderCertificate
+		}
+	}
+	return nil
+}
+
+func (x *ServerFrame) GetOk() *Ok {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_Ok); ok {
+			return x.Ok
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Body interface {
 	isServerFrame_Body()
 }
@@ -886,6 +1045,14 @@ type ServerFrame_QueueEmpty struct {
 	QueueEmpty *QueueEmpty `protobuf:"bytes,11,opt,name=queue_empty,json=queueEmpty,proto3,oneof"` // push: everything queued so far was sent
 }
 
+type ServerFrame_SenderCertificate struct {
+	SenderCertificate *SenderCertificateResponse `protobuf:"bytes,12,opt,name=sender_certificate,json=senderCertificate,proto3,oneof"`
+}
+
+type ServerFrame_Ok struct {
+	Ok *Ok `protobuf:"bytes,13,opt,name=ok,proto3,oneof"` // reply to requests that return nothing
+}
+
 func (*ServerFrame_Challenge) isServerFrame_Body() {}
 
 func (*ServerFrame_Error) isServerFrame_Body() {}
@@ -906,6 +1073,543 @@ func (*ServerFrame_Envelope) isServerFrame_Body() {}
 
 func (*ServerFrame_QueueEmpty) isServerFrame_Body() {}
 
+func (*ServerFrame_SenderCertificate) isServerFrame_Body() {}
+
+func (*ServerFrame_Ok) isServerFrame_Body() {}
+
+type Ok struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ok) Reset() {
+	*x = Ok{}
+	mi := &file_hush_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ok) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ok) ProtoMessage() {}
+
+func (x *Ok) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ok.ProtoReflect.Descriptor instead.
+func (*Ok) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{10}
+}
+
+type GetSenderCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSenderCertificateRequest) Reset() {
+	*x = GetSenderCertificateRequest{}
+	mi := &file_hush_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSenderCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSenderCertificateRequest) ProtoMessage() {}
+
+func (x *GetSenderCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSenderCertificateRequest.ProtoReflect.Descriptor instead.
+func (*GetSenderCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{11}
+}
+
+type SenderCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"` // sealed.Certificate encoding, short-lived
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SenderCertificateResponse) Reset() {
+	*x = SenderCertificateResponse{}
+	mi := &file_hush_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SenderCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SenderCertificateResponse) ProtoMessage() {}
+
+func (x *SenderCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SenderCertificateResponse.ProtoReflect.Descriptor instead.
+func (*SenderCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SenderCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// The account's delivery token is shared with contacts inside E2EE; the
+// server keeps only its SHA-256 and requires the token for sealed sends.
+type SetDeliveryTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TokenHash     []byte                 `protobuf:"bytes,1,opt,name=token_hash,json=tokenHash,proto3" json:"token_hash,omitempty"` // SHA-256 of the 32-byte token
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDeliveryTokenRequest) Reset() {
+	*x = SetDeliveryTokenRequest{}
+	mi := &file_hush_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDeliveryTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDeliveryTokenRequest) ProtoMessage() {}
+
+func (x *SetDeliveryTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDeliveryTokenRequest.ProtoReflect.Descriptor instead.
+func (*SetDeliveryTokenRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetDeliveryTokenRequest) GetTokenHash() []byte {
+	if x != nil {
+		return x.TokenHash
+	}
+	return nil
+}
+
+// Usernames whose authenticated sends to this account the server refuses.
+type SetBlockedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Usernames     []string               `protobuf:"bytes,1,rep,name=usernames,proto3" json:"usernames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBlockedRequest) Reset() {
+	*x = SetBlockedRequest{}
+	mi := &file_hush_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBlockedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBlockedRequest) ProtoMessage() {}
+
+func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBlockedRequest.ProtoReflect.Descriptor instead.
+func (*SetBlockedRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetBlockedRequest) GetUsernames() []string {
+	if x != nil {
+		return x.Usernames
+	}
+	return nil
+}
+
+type SealedSendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageId     []byte                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Recipient     string                 `protobuf:"bytes,2,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	DeliveryToken []byte                 `protobuf:"bytes,3,opt,name=delivery_token,json=deliveryToken,proto3" json:"delivery_token,omitempty"` // 32 bytes
+	Copies        []*Copy                `protobuf:"bytes,4,rep,name=copies,proto3" json:"copies,omitempty"`                                    // each content is a sealed.Envelope
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedSendRequest) Reset() {
+	*x = SealedSendRequest{}
+	mi := &file_hush_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedSendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedSendRequest) ProtoMessage() {}
+
+func (x *SealedSendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedSendRequest.ProtoReflect.Descriptor instead.
+func (*SealedSendRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SealedSendRequest) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
+}
+
+func (x *SealedSendRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *SealedSendRequest) GetDeliveryToken() []byte {
+	if x != nil {
+		return x.DeliveryToken
+	}
+	return nil
+}
+
+func (x *SealedSendRequest) GetCopies() []*Copy {
+	if x != nil {
+		return x.Copies
+	}
+	return nil
+}
+
+// Authorized by the account key alone (restore from the recovery key, when
+// no listed device is available): the new list must verify with the stored
+// account key and have a higher version.
+type DeviceListUpdate struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Username   string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	DeviceList []byte                 `protobuf:"bytes,2,opt,name=device_list,json=deviceList,proto3" json:"device_list,omitempty"`
+	// Prekeys for devices new in the list, keyed by device id.
+	Prekeys       map[uint32]*PrekeyUpload `protobuf:"bytes,3,rep,name=prekeys,proto3" json:"prekeys,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceListUpdate) Reset() {
+	*x = DeviceListUpdate{}
+	mi := &file_hush_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceListUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceListUpdate) ProtoMessage() {}
+
+func (x *DeviceListUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceListUpdate.ProtoReflect.Descriptor instead.
+func (*DeviceListUpdate) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeviceListUpdate) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *DeviceListUpdate) GetDeviceList() []byte {
+	if x != nil {
+		return x.DeviceList
+	}
+	return nil
+}
+
+func (x *DeviceListUpdate) GetPrekeys() map[uint32]*PrekeyUpload {
+	if x != nil {
+		return x.Prekeys
+	}
+	return nil
+}
+
+// Replaces the account key (after a compromise). Sent by an authenticated
+// device that is in the new list, which the new key signs.
+type ResetAccountKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountKey    []byte                 `protobuf:"bytes,1,opt,name=account_key,json=accountKey,proto3" json:"account_key,omitempty"`
+	DeviceList    []byte                 `protobuf:"bytes,2,opt,name=device_list,json=deviceList,proto3" json:"device_list,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetAccountKeyRequest) Reset() {
+	*x = ResetAccountKeyRequest{}
+	mi := &file_hush_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetAccountKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetAccountKeyRequest) ProtoMessage() {}
+
+func (x *ResetAccountKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetAccountKeyRequest.ProtoReflect.Descriptor instead.
+func (*ResetAccountKeyRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ResetAccountKeyRequest) GetAccountKey() []byte {
+	if x != nil {
+		return x.AccountKey
+	}
+	return nil
+}
+
+func (x *ResetAccountKeyRequest) GetDeviceList() []byte {
+	if x != nil {
+		return x.DeviceList
+	}
+	return nil
+}
+
+type ProvisionAddress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"` // 32 hex characters, random
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionAddress) Reset() {
+	*x = ProvisionAddress{}
+	mi := &file_hush_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionAddress) ProtoMessage() {}
+
+func (x *ProvisionAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionAddress.ProtoReflect.Descriptor instead.
+func (*ProvisionAddress) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ProvisionAddress) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type ProvisionSendRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Body          []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"` // opaque: HPKE-sealed to the new device (§9.10)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionSendRequest) Reset() {
+	*x = ProvisionSendRequest{}
+	mi := &file_hush_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionSendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionSendRequest) ProtoMessage() {}
+
+func (x *ProvisionSendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionSendRequest.ProtoReflect.Descriptor instead.
+func (*ProvisionSendRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProvisionSendRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ProvisionSendRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+type ProvisionEnvelope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Body          []byte                 `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionEnvelope) Reset() {
+	*x = ProvisionEnvelope{}
+	mi := &file_hush_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionEnvelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionEnvelope) ProtoMessage() {}
+
+func (x *ProvisionEnvelope) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionEnvelope.ProtoReflect.Descriptor instead.
+func (*ProvisionEnvelope) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ProvisionEnvelope) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 type AuthChallenge struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Nonce         []byte                 `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"` // 32 random bytes
@@ -915,7 +1619,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_hush_proto_msgTypes[10]
+	mi := &file_hush_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1631,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[10]
+	mi := &file_hush_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1644,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{10}
+	return file_hush_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -963,7 +1667,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_hush_proto_msgTypes[11]
+	mi := &file_hush_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1679,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[11]
+	mi := &file_hush_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1692,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{11}
+	return file_hush_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthResponse) GetUsername() string {
@@ -1022,7 +1726,7 @@ type AuthOK struct {
 
 func (x *AuthOK) Reset() {
 	*x = AuthOK{}
-	mi := &file_hush_proto_msgTypes[12]
+	mi := &file_hush_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1738,7 @@ func (x *AuthOK) String() string {
 func (*AuthOK) ProtoMessage() {}
 
 func (x *AuthOK) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[12]
+	mi := &file_hush_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1751,7 @@ func (x *AuthOK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthOK.ProtoReflect.Descriptor instead.
 func (*AuthOK) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{12}
+	return file_hush_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthOK) GetPrekeyCounts() *PrekeyCounts {
@@ -1075,7 +1779,7 @@ type PrekeyCounts struct {
 
 func (x *PrekeyCounts) Reset() {
 	*x = PrekeyCounts{}
-	mi := &file_hush_proto_msgTypes[13]
+	mi := &file_hush_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1791,7 @@ func (x *PrekeyCounts) String() string {
 func (*PrekeyCounts) ProtoMessage() {}
 
 func (x *PrekeyCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[13]
+	mi := &file_hush_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1804,7 @@ func (x *PrekeyCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrekeyCounts.ProtoReflect.Descriptor instead.
 func (*PrekeyCounts) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{13}
+	return file_hush_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PrekeyCounts) GetOneTime() uint32 {
@@ -1137,7 +1841,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_hush_proto_msgTypes[14]
+	mi := &file_hush_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1853,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[14]
+	mi := &file_hush_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1866,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{14}
+	return file_hush_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Error) GetCode() string {
@@ -1188,7 +1892,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_hush_proto_msgTypes[15]
+	mi := &file_hush_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1904,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[15]
+	mi := &file_hush_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1917,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{15}
+	return file_hush_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetAccountRequest) GetUsername() string {
@@ -1234,7 +1938,7 @@ type AccountResponse struct {
 
 func (x *AccountResponse) Reset() {
 	*x = AccountResponse{}
-	mi := &file_hush_proto_msgTypes[16]
+	mi := &file_hush_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1950,7 @@ func (x *AccountResponse) String() string {
 func (*AccountResponse) ProtoMessage() {}
 
 func (x *AccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[16]
+	mi := &file_hush_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1963,7 @@ func (x *AccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountResponse.ProtoReflect.Descriptor instead.
 func (*AccountResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{16}
+	return file_hush_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AccountResponse) GetUsername() string {
@@ -1293,7 +1997,7 @@ type GetPrekeysRequest struct {
 
 func (x *GetPrekeysRequest) Reset() {
 	*x = GetPrekeysRequest{}
-	mi := &file_hush_proto_msgTypes[17]
+	mi := &file_hush_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +2009,7 @@ func (x *GetPrekeysRequest) String() string {
 func (*GetPrekeysRequest) ProtoMessage() {}
 
 func (x *GetPrekeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[17]
+	mi := &file_hush_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +2022,7 @@ func (x *GetPrekeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrekeysRequest.ProtoReflect.Descriptor instead.
 func (*GetPrekeysRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{17}
+	return file_hush_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetPrekeysRequest) GetUsername() string {
@@ -1344,7 +2048,7 @@ type PrekeysResponse struct {
 
 func (x *PrekeysResponse) Reset() {
 	*x = PrekeysResponse{}
-	mi := &file_hush_proto_msgTypes[18]
+	mi := &file_hush_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +2060,7 @@ func (x *PrekeysResponse) String() string {
 func (*PrekeysResponse) ProtoMessage() {}
 
 func (x *PrekeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[18]
+	mi := &file_hush_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +2073,7 @@ func (x *PrekeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrekeysResponse.ProtoReflect.Descriptor instead.
 func (*PrekeysResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{18}
+	return file_hush_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PrekeysResponse) GetBundles() [][]byte {
@@ -1388,7 +2092,7 @@ type UpdateDeviceListRequest struct {
 
 func (x *UpdateDeviceListRequest) Reset() {
 	*x = UpdateDeviceListRequest{}
-	mi := &file_hush_proto_msgTypes[19]
+	mi := &file_hush_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +2104,7 @@ func (x *UpdateDeviceListRequest) String() string {
 func (*UpdateDeviceListRequest) ProtoMessage() {}
 
 func (x *UpdateDeviceListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[19]
+	mi := &file_hush_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +2117,7 @@ func (x *UpdateDeviceListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDeviceListRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDeviceListRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{19}
+	return file_hush_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateDeviceListRequest) GetDeviceList() []byte {
@@ -1433,7 +2137,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_hush_proto_msgTypes[20]
+	mi := &file_hush_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +2149,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[20]
+	mi := &file_hush_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +2162,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{20}
+	return file_hush_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Copy) GetDeviceId() uint32 {
@@ -1486,7 +2190,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_hush_proto_msgTypes[21]
+	mi := &file_hush_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +2202,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[21]
+	mi := &file_hush_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +2215,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{21}
+	return file_hush_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SendRequest) GetMessageId() []byte {
@@ -1546,7 +2250,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_hush_proto_msgTypes[22]
+	mi := &file_hush_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +2262,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[22]
+	mi := &file_hush_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +2275,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{22}
+	return file_hush_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SendResponse) GetStored() bool {
@@ -1603,13 +2307,14 @@ type Envelope struct {
 	SenderDevice  uint32                 `protobuf:"varint,4,opt,name=sender_device,json=senderDevice,proto3" json:"sender_device,omitempty"`
 	ServerTimeMs  int64                  `protobuf:"varint,5,opt,name=server_time_ms,json=serverTimeMs,proto3" json:"server_time_ms,omitempty"`
 	Content       []byte                 `protobuf:"bytes,6,opt,name=content,proto3" json:"content,omitempty"`
+	Sealed        bool                   `protobuf:"varint,7,opt,name=sealed,proto3" json:"sealed,omitempty"` // content is a sealed.Envelope; sender fields empty
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_hush_proto_msgTypes[23]
+	mi := &file_hush_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +2326,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[23]
+	mi := &file_hush_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +2339,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{23}
+	return file_hush_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Envelope) GetServerId() uint64 {
@@ -1679,6 +2384,13 @@ func (x *Envelope) GetContent() []byte {
 	return nil
 }
 
+func (x *Envelope) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ServerIds     []uint64               `protobuf:"varint,1,rep,packed,name=server_ids,json=serverIds,proto3" json:"server_ids,omitempty"`
@@ -1688,7 +2400,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_hush_proto_msgTypes[24]
+	mi := &file_hush_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +2412,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[24]
+	mi := &file_hush_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +2425,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{24}
+	return file_hush_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AckRequest) GetServerIds() []uint64 {
@@ -1731,7 +2443,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_hush_proto_msgTypes[25]
+	mi := &file_hush_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2455,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[25]
+	mi := &file_hush_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2468,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{25}
+	return file_hush_proto_rawDescGZIP(), []int{36}
 }
 
 type QueueEmpty struct {
@@ -1767,7 +2479,7 @@ type QueueEmpty struct {
 
 func (x *QueueEmpty) Reset() {
 	*x = QueueEmpty{}
-	mi := &file_hush_proto_msgTypes[26]
+	mi := &file_hush_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +2491,7 @@ func (x *QueueEmpty) String() string {
 func (*QueueEmpty) ProtoMessage() {}
 
 func (x *QueueEmpty) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[26]
+	mi := &file_hush_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +2504,7 @@ func (x *QueueEmpty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEmpty.ProtoReflect.Descriptor instead.
 func (*QueueEmpty) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{26}
+	return file_hush_proto_rawDescGZIP(), []int{37}
 }
 
 // Content is the plaintext inside a ratchet message (docs/protocol.md §9.7).
@@ -1802,15 +2514,21 @@ type Content struct {
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Content_Text
-	Body          isContent_Body `protobuf_oneof:"body"`
-	Padding       []byte         `protobuf:"bytes,15,opt,name=padding,proto3" json:"padding,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	//	*Content_SyncSent
+	//	*Content_DeviceNotice
+	//	*Content_DeliveryToken
+	Body isContent_Body `protobuf_oneof:"body"`
+	// Set on messages to strangers so the recipient can reply sealed once
+	// they accept; also refreshed after a token rotation.
+	SenderDeliveryToken []byte `protobuf:"bytes,14,opt,name=sender_delivery_token,json=senderDeliveryToken,proto3" json:"sender_delivery_token,omitempty"`
+	Padding             []byte `protobuf:"bytes,15,opt,name=padding,proto3" json:"padding,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Content) Reset() {
 	*x = Content{}
-	mi := &file_hush_proto_msgTypes[27]
+	mi := &file_hush_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2540,7 @@ func (x *Content) String() string {
 func (*Content) ProtoMessage() {}
 
 func (x *Content) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[27]
+	mi := &file_hush_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2553,7 @@ func (x *Content) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Content.ProtoReflect.Descriptor instead.
 func (*Content) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{27}
+	return file_hush_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Content) GetSentMs() int64 {
@@ -1861,6 +2579,40 @@ func (x *Content) GetText() *Text {
 	return nil
 }
 
+func (x *Content) GetSyncSent() *SyncSent {
+	if x != nil {
+		if x, ok := x.Body.(*Content_SyncSent); ok {
+			return x.SyncSent
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetDeviceNotice() *DeviceNotice {
+	if x != nil {
+		if x, ok := x.Body.(*Content_DeviceNotice); ok {
+			return x.DeviceNotice
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetDeliveryToken() *DeliveryToken {
+	if x != nil {
+		if x, ok := x.Body.(*Content_DeliveryToken); ok {
+			return x.DeliveryToken
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetSenderDeliveryToken() []byte {
+	if x != nil {
+		return x.SenderDeliveryToken
+	}
+	return nil
+}
+
 func (x *Content) GetPadding() []byte {
 	if x != nil {
 		return x.Padding
@@ -1876,7 +2628,491 @@ type Content_Text struct {
 	Text *Text `protobuf:"bytes,2,opt,name=text,proto3,oneof"`
 }
 
+type Content_SyncSent struct {
+	SyncSent *SyncSent `protobuf:"bytes,3,opt,name=sync_sent,json=syncSent,proto3,oneof"` // to the sender's own other devices
+}
+
+type Content_DeviceNotice struct {
+	DeviceNotice *DeviceNotice `protobuf:"bytes,4,opt,name=device_notice,json=deviceNotice,proto3,oneof"` // "alice added a device (Laptop)"
+}
+
+type Content_DeliveryToken struct {
+	DeliveryToken *DeliveryToken `protobuf:"bytes,5,opt,name=delivery_token,json=deliveryToken,proto3,oneof"` // share my token with a contact
+}
+
 func (*Content_Text) isContent_Body() {}
+
+func (*Content_SyncSent) isContent_Body() {}
+
+func (*Content_DeviceNotice) isContent_Body() {}
+
+func (*Content_DeliveryToken) isContent_Body() {}
+
+// A copy of a message this account sent from another device.
+type SyncSent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	MessageId     []byte                 `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Content       *Content               `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncSent) Reset() {
+	*x = SyncSent{}
+	mi := &file_hush_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncSent) ProtoMessage() {}
+
+func (x *SyncSent) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncSent.ProtoReflect.Descriptor instead.
+func (*SyncSent) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SyncSent) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *SyncSent) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
+}
+
+func (x *SyncSent) GetContent() *Content {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+type DeviceNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          DeviceNotice_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=hush.wire.v1.DeviceNotice_Kind" json:"kind,omitempty"`
+	DeviceId      uint32                 `protobuf:"varint,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	DeviceName    string                 `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceNotice) Reset() {
+	*x = DeviceNotice{}
+	mi := &file_hush_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceNotice) ProtoMessage() {}
+
+func (x *DeviceNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceNotice.ProtoReflect.Descriptor instead.
+func (*DeviceNotice) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DeviceNotice) GetKind() DeviceNotice_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return DeviceNotice_KIND_UNSPECIFIED
+}
+
+func (x *DeviceNotice) GetDeviceId() uint32 {
+	if x != nil {
+		return x.DeviceId
+	}
+	return 0
+}
+
+func (x *DeviceNotice) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+type DeliveryToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         []byte                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // 32 bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryToken) Reset() {
+	*x = DeliveryToken{}
+	mi := &file_hush_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryToken) ProtoMessage() {}
+
+func (x *DeliveryToken) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryToken.ProtoReflect.Descriptor instead.
+func (*DeliveryToken) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *DeliveryToken) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// What a primary sends a device it links (HPKE-sealed, §9.10).
+type LinkPayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	DeviceId      uint32                 `protobuf:"varint,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	AccountKey    []byte                 `protobuf:"bytes,3,opt,name=account_key,json=accountKey,proto3" json:"account_key,omitempty"` // public
+	DeviceList    []byte                 `protobuf:"bytes,4,opt,name=device_list,json=deviceList,proto3" json:"device_list,omitempty"` // signed, includes the new device
+	ServerKey     []byte                 `protobuf:"bytes,5,opt,name=server_key,json=serverKey,proto3" json:"server_key,omitempty"`    // pinned server key
+	DeliveryToken []byte                 `protobuf:"bytes,6,opt,name=delivery_token,json=deliveryToken,proto3" json:"delivery_token,omitempty"`
+	Contacts      []*LinkedContact       `protobuf:"bytes,7,rep,name=contacts,proto3" json:"contacts,omitempty"`
+	History       []*LinkedMessage       `protobuf:"bytes,8,rep,name=history,proto3" json:"history,omitempty"`
+	DeviceNames   map[uint32]string      `protobuf:"bytes,9,rep,name=device_names,json=deviceNames,proto3" json:"device_names,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkPayload) Reset() {
+	*x = LinkPayload{}
+	mi := &file_hush_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkPayload) ProtoMessage() {}
+
+func (x *LinkPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkPayload.ProtoReflect.Descriptor instead.
+func (*LinkPayload) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *LinkPayload) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *LinkPayload) GetDeviceId() uint32 {
+	if x != nil {
+		return x.DeviceId
+	}
+	return 0
+}
+
+func (x *LinkPayload) GetAccountKey() []byte {
+	if x != nil {
+		return x.AccountKey
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetDeviceList() []byte {
+	if x != nil {
+		return x.DeviceList
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetServerKey() []byte {
+	if x != nil {
+		return x.ServerKey
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetDeliveryToken() []byte {
+	if x != nil {
+		return x.DeliveryToken
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetContacts() []*LinkedContact {
+	if x != nil {
+		return x.Contacts
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetHistory() []*LinkedMessage {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetDeviceNames() map[uint32]string {
+	if x != nil {
+		return x.DeviceNames
+	}
+	return nil
+}
+
+type LinkedContact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	AccountKey    []byte                 `protobuf:"bytes,2,opt,name=account_key,json=accountKey,proto3" json:"account_key,omitempty"`
+	DeviceList    []byte                 `protobuf:"bytes,3,opt,name=device_list,json=deviceList,proto3" json:"device_list,omitempty"`
+	Verified      bool                   `protobuf:"varint,4,opt,name=verified,proto3" json:"verified,omitempty"`
+	Accepted      bool                   `protobuf:"varint,5,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Blocked       bool                   `protobuf:"varint,6,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	DeliveryToken []byte                 `protobuf:"bytes,7,opt,name=delivery_token,json=deliveryToken,proto3" json:"delivery_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkedContact) Reset() {
+	*x = LinkedContact{}
+	mi := &file_hush_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkedContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkedContact) ProtoMessage() {}
+
+func (x *LinkedContact) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkedContact.ProtoReflect.Descriptor instead.
+func (*LinkedContact) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *LinkedContact) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *LinkedContact) GetAccountKey() []byte {
+	if x != nil {
+		return x.AccountKey
+	}
+	return nil
+}
+
+func (x *LinkedContact) GetDeviceList() []byte {
+	if x != nil {
+		return x.DeviceList
+	}
+	return nil
+}
+
+func (x *LinkedContact) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+func (x *LinkedContact) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *LinkedContact) GetBlocked() bool {
+	if x != nil {
+		return x.Blocked
+	}
+	return false
+}
+
+func (x *LinkedContact) GetDeliveryToken() []byte {
+	if x != nil {
+		return x.DeliveryToken
+	}
+	return nil
+}
+
+type LinkedMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peer          string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	Outgoing      bool                   `protobuf:"varint,2,opt,name=outgoing,proto3" json:"outgoing,omitempty"`
+	From          string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	Device        uint32                 `protobuf:"varint,4,opt,name=device,proto3" json:"device,omitempty"`
+	MessageId     []byte                 `protobuf:"bytes,5,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	SentMs        int64                  `protobuf:"varint,6,opt,name=sent_ms,json=sentMs,proto3" json:"sent_ms,omitempty"`
+	ReceivedMs    int64                  `protobuf:"varint,7,opt,name=received_ms,json=receivedMs,proto3" json:"received_ms,omitempty"`
+	Text          string                 `protobuf:"bytes,8,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkedMessage) Reset() {
+	*x = LinkedMessage{}
+	mi := &file_hush_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkedMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkedMessage) ProtoMessage() {}
+
+func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkedMessage.ProtoReflect.Descriptor instead.
+func (*LinkedMessage) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *LinkedMessage) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *LinkedMessage) GetOutgoing() bool {
+	if x != nil {
+		return x.Outgoing
+	}
+	return false
+}
+
+func (x *LinkedMessage) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *LinkedMessage) GetDevice() uint32 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+func (x *LinkedMessage) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
+}
+
+func (x *LinkedMessage) GetSentMs() int64 {
+	if x != nil {
+		return x.SentMs
+	}
+	return 0
+}
+
+func (x *LinkedMessage) GetReceivedMs() int64 {
+	if x != nil {
+		return x.ReceivedMs
+	}
+	return 0
+}
+
+func (x *LinkedMessage) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
 
 type Text struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1887,7 +3123,7 @@ type Text struct {
 
 func (x *Text) Reset() {
 	*x = Text{}
-	mi := &file_hush_proto_msgTypes[28]
+	mi := &file_hush_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +3135,7 @@ func (x *Text) String() string {
 func (*Text) ProtoMessage() {}
 
 func (x *Text) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[28]
+	mi := &file_hush_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +3148,7 @@ func (x *Text) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Text.ProtoReflect.Descriptor instead.
 func (*Text) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{28}
+	return file_hush_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Text) GetBody() string {
@@ -1965,7 +3201,7 @@ const file_hush_proto_rawDesc = "" +
 	"\bone_time\x18\x02 \x03(\v2\x1b.hush.wire.v1.OneTimePrekeyR\aoneTime\x129\n" +
 	"\fkem_one_time\x18\x03 \x03(\v2\x17.hush.wire.v1.KEMPrekeyR\n" +
 	"kemOneTime\x12?\n" +
-	"\x0fkem_last_resort\x18\x04 \x01(\v2\x17.hush.wire.v1.KEMPrekeyR\rkemLastResort\"\xda\x03\n" +
+	"\x0fkem_last_resort\x18\x04 \x01(\v2\x17.hush.wire.v1.KEMPrekeyR\rkemLastResort\"\xf9\x06\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
 	"\x04auth\x18\x02 \x01(\v2\x1a.hush.wire.v1.AuthResponseH\x00R\x04auth\x12B\n" +
@@ -1976,8 +3212,15 @@ const file_hush_proto_rawDesc = "" +
 	"\x0eupload_prekeys\x18\x05 \x01(\v2\x1a.hush.wire.v1.PrekeyUploadH\x00R\ruploadPrekeys\x12/\n" +
 	"\x04send\x18\x06 \x01(\v2\x19.hush.wire.v1.SendRequestH\x00R\x04send\x12,\n" +
 	"\x03ack\x18\a \x01(\v2\x18.hush.wire.v1.AckRequestH\x00R\x03ack\x12U\n" +
-	"\x12update_device_list\x18\b \x01(\v2%.hush.wire.v1.UpdateDeviceListRequestH\x00R\x10updateDeviceListB\x06\n" +
-	"\x04body\"\xd1\x04\n" +
+	"\x12update_device_list\x18\b \x01(\v2%.hush.wire.v1.UpdateDeviceListRequestH\x00R\x10updateDeviceList\x12a\n" +
+	"\x16get_sender_certificate\x18\t \x01(\v2).hush.wire.v1.GetSenderCertificateRequestH\x00R\x14getSenderCertificate\x12U\n" +
+	"\x12set_delivery_token\x18\n" +
+	" \x01(\v2%.hush.wire.v1.SetDeliveryTokenRequestH\x00R\x10setDeliveryToken\x12B\n" +
+	"\vset_blocked\x18\v \x01(\v2\x1f.hush.wire.v1.SetBlockedRequestH\x00R\n" +
+	"setBlocked\x12K\n" +
+	"\x0eprovision_send\x18\f \x01(\v2\".hush.wire.v1.ProvisionSendRequestH\x00R\rprovisionSend\x12R\n" +
+	"\x11reset_account_key\x18\r \x01(\v2$.hush.wire.v1.ResetAccountKeyRequestH\x00R\x0fresetAccountKeyB\x06\n" +
+	"\x04body\"\xcf\x05\n" +
 	"\vServerFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
 	"\tchallenge\x18\x02 \x01(\v2\x1b.hush.wire.v1.AuthChallengeH\x00R\tchallenge\x12+\n" +
@@ -1991,8 +3234,45 @@ const file_hush_proto_rawDesc = "" +
 	"\benvelope\x18\n" +
 	" \x01(\v2\x16.hush.wire.v1.EnvelopeH\x00R\benvelope\x12;\n" +
 	"\vqueue_empty\x18\v \x01(\v2\x18.hush.wire.v1.QueueEmptyH\x00R\n" +
-	"queueEmptyB\x06\n" +
-	"\x04body\"%\n" +
+	"queueEmpty\x12X\n" +
+	"\x12sender_certificate\x18\f \x01(\v2'.hush.wire.v1.SenderCertificateResponseH\x00R\x11senderCertificate\x12\"\n" +
+	"\x02ok\x18\r \x01(\v2\x10.hush.wire.v1.OkH\x00R\x02okB\x06\n" +
+	"\x04body\"\x04\n" +
+	"\x02Ok\"\x1d\n" +
+	"\x1bGetSenderCertificateRequest\"=\n" +
+	"\x19SenderCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"8\n" +
+	"\x17SetDeliveryTokenRequest\x12\x1d\n" +
+	"\n" +
+	"token_hash\x18\x01 \x01(\fR\ttokenHash\"1\n" +
+	"\x11SetBlockedRequest\x12\x1c\n" +
+	"\tusernames\x18\x01 \x03(\tR\tusernames\"\xa3\x01\n" +
+	"\x11SealedSendRequest\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x1c\n" +
+	"\trecipient\x18\x02 \x01(\tR\trecipient\x12%\n" +
+	"\x0edelivery_token\x18\x03 \x01(\fR\rdeliveryToken\x12*\n" +
+	"\x06copies\x18\x04 \x03(\v2\x12.hush.wire.v1.CopyR\x06copies\"\xee\x01\n" +
+	"\x10DeviceListUpdate\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1f\n" +
+	"\vdevice_list\x18\x02 \x01(\fR\n" +
+	"deviceList\x12E\n" +
+	"\aprekeys\x18\x03 \x03(\v2+.hush.wire.v1.DeviceListUpdate.PrekeysEntryR\aprekeys\x1aV\n" +
+	"\fPrekeysEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.hush.wire.v1.PrekeyUploadR\x05value:\x028\x01\"Z\n" +
+	"\x16ResetAccountKeyRequest\x12\x1f\n" +
+	"\vaccount_key\x18\x01 \x01(\fR\n" +
+	"accountKey\x12\x1f\n" +
+	"\vdevice_list\x18\x02 \x01(\fR\n" +
+	"deviceList\",\n" +
+	"\x10ProvisionAddress\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\"D\n" +
+	"\x14ProvisionSendRequest\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\"'\n" +
+	"\x11ProvisionEnvelope\x12\x12\n" +
+	"\x04body\x18\x01 \x01(\fR\x04body\"%\n" +
 	"\rAuthChallenge\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\"e\n" +
 	"\fAuthResponse\x12\x1a\n" +
@@ -2038,7 +3318,7 @@ const file_hush_proto_rawDesc = "" +
 	"\fSendResponse\x12\x16\n" +
 	"\x06stored\x18\x01 \x01(\bR\x06stored\x12'\n" +
 	"\x0fmissing_devices\x18\x02 \x03(\rR\x0emissingDevices\x12#\n" +
-	"\rextra_devices\x18\x03 \x03(\rR\fextraDevices\"\xc3\x01\n" +
+	"\rextra_devices\x18\x03 \x03(\rR\fextraDevices\"\xdb\x01\n" +
 	"\bEnvelope\x12\x1b\n" +
 	"\tserver_id\x18\x01 \x01(\x04R\bserverId\x12\x1d\n" +
 	"\n" +
@@ -2046,19 +3326,78 @@ const file_hush_proto_rawDesc = "" +
 	"\x06sender\x18\x03 \x01(\tR\x06sender\x12#\n" +
 	"\rsender_device\x18\x04 \x01(\rR\fsenderDevice\x12$\n" +
 	"\x0eserver_time_ms\x18\x05 \x01(\x03R\fserverTimeMs\x12\x18\n" +
-	"\acontent\x18\x06 \x01(\fR\acontent\"+\n" +
+	"\acontent\x18\x06 \x01(\fR\acontent\x12\x16\n" +
+	"\x06sealed\x18\a \x01(\bR\x06sealed\"+\n" +
 	"\n" +
 	"AckRequest\x12\x1d\n" +
 	"\n" +
 	"server_ids\x18\x01 \x03(\x04R\tserverIds\"\r\n" +
 	"\vAckResponse\"\f\n" +
 	"\n" +
-	"QueueEmpty\"n\n" +
+	"QueueEmpty\"\xe2\x02\n" +
 	"\aContent\x12\x17\n" +
 	"\asent_ms\x18\x01 \x01(\x03R\x06sentMs\x12(\n" +
-	"\x04text\x18\x02 \x01(\v2\x12.hush.wire.v1.TextH\x00R\x04text\x12\x18\n" +
+	"\x04text\x18\x02 \x01(\v2\x12.hush.wire.v1.TextH\x00R\x04text\x125\n" +
+	"\tsync_sent\x18\x03 \x01(\v2\x16.hush.wire.v1.SyncSentH\x00R\bsyncSent\x12A\n" +
+	"\rdevice_notice\x18\x04 \x01(\v2\x1a.hush.wire.v1.DeviceNoticeH\x00R\fdeviceNotice\x12D\n" +
+	"\x0edelivery_token\x18\x05 \x01(\v2\x1b.hush.wire.v1.DeliveryTokenH\x00R\rdeliveryToken\x122\n" +
+	"\x15sender_delivery_token\x18\x0e \x01(\fR\x13senderDeliveryToken\x12\x18\n" +
 	"\apadding\x18\x0f \x01(\fR\apaddingB\x06\n" +
-	"\x04body\"\x1a\n" +
+	"\x04body\"j\n" +
+	"\bSyncSent\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\tR\x02to\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\fR\tmessageId\x12/\n" +
+	"\acontent\x18\x03 \x01(\v2\x15.hush.wire.v1.ContentR\acontent\"\xd0\x01\n" +
+	"\fDeviceNotice\x123\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1f.hush.wire.v1.DeviceNotice.KindR\x04kind\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12\x1f\n" +
+	"\vdevice_name\x18\x03 \x01(\tR\n" +
+	"deviceName\"M\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\t\n" +
+	"\x05ADDED\x10\x01\x12\v\n" +
+	"\aREMOVED\x10\x02\x12\x17\n" +
+	"\x13ACCOUNT_KEY_CHANGED\x10\x03\"%\n" +
+	"\rDeliveryToken\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\fR\x05token\"\xcd\x03\n" +
+	"\vLinkPayload\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12\x1f\n" +
+	"\vaccount_key\x18\x03 \x01(\fR\n" +
+	"accountKey\x12\x1f\n" +
+	"\vdevice_list\x18\x04 \x01(\fR\n" +
+	"deviceList\x12\x1d\n" +
+	"\n" +
+	"server_key\x18\x05 \x01(\fR\tserverKey\x12%\n" +
+	"\x0edelivery_token\x18\x06 \x01(\fR\rdeliveryToken\x127\n" +
+	"\bcontacts\x18\a \x03(\v2\x1b.hush.wire.v1.LinkedContactR\bcontacts\x125\n" +
+	"\ahistory\x18\b \x03(\v2\x1b.hush.wire.v1.LinkedMessageR\ahistory\x12M\n" +
+	"\fdevice_names\x18\t \x03(\v2*.hush.wire.v1.LinkPayload.DeviceNamesEntryR\vdeviceNames\x1a>\n" +
+	"\x10DeviceNamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x01\n" +
+	"\rLinkedContact\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x1f\n" +
+	"\vaccount_key\x18\x02 \x01(\fR\n" +
+	"accountKey\x12\x1f\n" +
+	"\vdevice_list\x18\x03 \x01(\fR\n" +
+	"deviceList\x12\x1a\n" +
+	"\bverified\x18\x04 \x01(\bR\bverified\x12\x1a\n" +
+	"\baccepted\x18\x05 \x01(\bR\baccepted\x12\x18\n" +
+	"\ablocked\x18\x06 \x01(\bR\ablocked\x12%\n" +
+	"\x0edelivery_token\x18\a \x01(\fR\rdeliveryToken\"\xd8\x01\n" +
+	"\rLinkedMessage\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x1a\n" +
+	"\boutgoing\x18\x02 \x01(\bR\boutgoing\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x16\n" +
+	"\x06device\x18\x04 \x01(\rR\x06device\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x05 \x01(\fR\tmessageId\x12\x17\n" +
+	"\asent_ms\x18\x06 \x01(\x03R\x06sentMs\x12\x1f\n" +
+	"\vreceived_ms\x18\a \x01(\x03R\n" +
+	"receivedMs\x12\x12\n" +
+	"\x04text\x18\b \x01(\tR\x04text\"\x1a\n" +
 	"\x04Text\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\tR\x04bodyB Z\x1egithub.com/hush-chat/hush/wireb\x06proto3"
 
@@ -2074,69 +3413,108 @@ func file_hush_proto_rawDescGZIP() []byte {
 	return file_hush_proto_rawDescData
 }
 
-var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_hush_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_hush_proto_goTypes = []any{
-	(*ServerInfo)(nil),              // 0: hush.wire.v1.ServerInfo
-	(*PowChallenge)(nil),            // 1: hush.wire.v1.PowChallenge
-	(*RegisterRequest)(nil),         // 2: hush.wire.v1.RegisterRequest
-	(*RegisterResponse)(nil),        // 3: hush.wire.v1.RegisterResponse
-	(*SignedPrekey)(nil),            // 4: hush.wire.v1.SignedPrekey
-	(*OneTimePrekey)(nil),           // 5: hush.wire.v1.OneTimePrekey
-	(*KEMPrekey)(nil),               // 6: hush.wire.v1.KEMPrekey
-	(*PrekeyUpload)(nil),            // 7: hush.wire.v1.PrekeyUpload
-	(*ClientFrame)(nil),             // 8: hush.wire.v1.ClientFrame
-	(*ServerFrame)(nil),             // 9: hush.wire.v1.ServerFrame
-	(*AuthChallenge)(nil),           // 10: hush.wire.v1.AuthChallenge
-	(*AuthResponse)(nil),            // 11: hush.wire.v1.AuthResponse
-	(*AuthOK)(nil),                  // 12: hush.wire.v1.AuthOK
-	(*PrekeyCounts)(nil),            // 13: hush.wire.v1.PrekeyCounts
-	(*Error)(nil),                   // 14: hush.wire.v1.Error
-	(*GetAccountRequest)(nil),       // 15: hush.wire.v1.GetAccountRequest
-	(*AccountResponse)(nil),         // 16: hush.wire.v1.AccountResponse
-	(*GetPrekeysRequest)(nil),       // 17: hush.wire.v1.GetPrekeysRequest
-	(*PrekeysResponse)(nil),         // 18: hush.wire.v1.PrekeysResponse
-	(*UpdateDeviceListRequest)(nil), // 19: hush.wire.v1.UpdateDeviceListRequest
-	(*Copy)(nil),                    // 20: hush.wire.v1.Copy
-	(*SendRequest)(nil),             // 21: hush.wire.v1.SendRequest
-	(*SendResponse)(nil),            // 22: hush.wire.v1.SendResponse
-	(*Envelope)(nil),                // 23: hush.wire.v1.Envelope
-	(*AckRequest)(nil),              // 24: hush.wire.v1.AckRequest
-	(*AckResponse)(nil),             // 25: hush.wire.v1.AckResponse
-	(*QueueEmpty)(nil),              // 26: hush.wire.v1.QueueEmpty
-	(*Content)(nil),                 // 27: hush.wire.v1.Content
-	(*Text)(nil),                    // 28: hush.wire.v1.Text
+	(DeviceNotice_Kind)(0),              // 0: hush.wire.v1.DeviceNotice.Kind
+	(*ServerInfo)(nil),                  // 1: hush.wire.v1.ServerInfo
+	(*PowChallenge)(nil),                // 2: hush.wire.v1.PowChallenge
+	(*RegisterRequest)(nil),             // 3: hush.wire.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 4: hush.wire.v1.RegisterResponse
+	(*SignedPrekey)(nil),                // 5: hush.wire.v1.SignedPrekey
+	(*OneTimePrekey)(nil),               // 6: hush.wire.v1.OneTimePrekey
+	(*KEMPrekey)(nil),                   // 7: hush.wire.v1.KEMPrekey
+	(*PrekeyUpload)(nil),                // 8: hush.wire.v1.PrekeyUpload
+	(*ClientFrame)(nil),                 // 9: hush.wire.v1.ClientFrame
+	(*ServerFrame)(nil),                 // 10: hush.wire.v1.ServerFrame
+	(*Ok)(nil),                          // 11: hush.wire.v1.Ok
+	(*GetSenderCertificateRequest)(nil), // 12: hush.wire.v1.GetSenderCertificateRequest
+	(*SenderCertificateResponse)(nil),   // 13: hush.wire.v1.SenderCertificateResponse
+	(*SetDeliveryTokenRequest)(nil),     // 14: hush.wire.v1.SetDeliveryTokenRequest
+	(*SetBlockedRequest)(nil),           // 15: hush.wire.v1.SetBlockedRequest
+	(*SealedSendRequest)(nil),           // 16: hush.wire.v1.SealedSendRequest
+	(*DeviceListUpdate)(nil),            // 17: hush.wire.v1.DeviceListUpdate
+	(*ResetAccountKeyRequest)(nil),      // 18: hush.wire.v1.ResetAccountKeyRequest
+	(*ProvisionAddress)(nil),            // 19: hush.wire.v1.ProvisionAddress
+	(*ProvisionSendRequest)(nil),        // 20: hush.wire.v1.ProvisionSendRequest
+	(*ProvisionEnvelope)(nil),           // 21: hush.wire.v1.ProvisionEnvelope
+	(*AuthChallenge)(nil),               // 22: hush.wire.v1.AuthChallenge
+	(*AuthResponse)(nil),                // 23: hush.wire.v1.AuthResponse
+	(*AuthOK)(nil),                      // 24: hush.wire.v1.AuthOK
+	(*PrekeyCounts)(nil),                // 25: hush.wire.v1.PrekeyCounts
+	(*Error)(nil),                       // 26: hush.wire.v1.Error
+	(*GetAccountRequest)(nil),           // 27: hush.wire.v1.GetAccountRequest
+	(*AccountResponse)(nil),             // 28: hush.wire.v1.AccountResponse
+	(*GetPrekeysRequest)(nil),           // 29: hush.wire.v1.GetPrekeysRequest
+	(*PrekeysResponse)(nil),             // 30: hush.wire.v1.PrekeysResponse
+	(*UpdateDeviceListRequest)(nil),     // 31: hush.wire.v1.UpdateDeviceListRequest
+	(*Copy)(nil),                        // 32: hush.wire.v1.Copy
+	(*SendRequest)(nil),                 // 33: hush.wire.v1.SendRequest
+	(*SendResponse)(nil),                // 34: hush.wire.v1.SendResponse
+	(*Envelope)(nil),                    // 35: hush.wire.v1.Envelope
+	(*AckRequest)(nil),                  // 36: hush.wire.v1.AckRequest
+	(*AckResponse)(nil),                 // 37: hush.wire.v1.AckResponse
+	(*QueueEmpty)(nil),                  // 38: hush.wire.v1.QueueEmpty
+	(*Content)(nil),                     // 39: hush.wire.v1.Content
+	(*SyncSent)(nil),                    // 40: hush.wire.v1.SyncSent
+	(*DeviceNotice)(nil),                // 41: hush.wire.v1.DeviceNotice
+	(*DeliveryToken)(nil),               // 42: hush.wire.v1.DeliveryToken
+	(*LinkPayload)(nil),                 // 43: hush.wire.v1.LinkPayload
+	(*LinkedContact)(nil),               // 44: hush.wire.v1.LinkedContact
+	(*LinkedMessage)(nil),               // 45: hush.wire.v1.LinkedMessage
+	(*Text)(nil),                        // 46: hush.wire.v1.Text
+	nil,                                 // 47: hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	nil,                                 // 48: hush.wire.v1.LinkPayload.DeviceNamesEntry
 }
 var file_hush_proto_depIdxs = []int32{
-	7,  // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
-	4,  // 1: hush.wire.v1.PrekeyUpload.signed_prekey:type_name -> hush.wire.v1.SignedPrekey
-	5,  // 2: hush.wire.v1.PrekeyUpload.one_time:type_name -> hush.wire.v1.OneTimePrekey
-	6,  // 3: hush.wire.v1.PrekeyUpload.kem_one_time:type_name -> hush.wire.v1.KEMPrekey
-	6,  // 4: hush.wire.v1.PrekeyUpload.kem_last_resort:type_name -> hush.wire.v1.KEMPrekey
-	11, // 5: hush.wire.v1.ClientFrame.auth:type_name -> hush.wire.v1.AuthResponse
-	15, // 6: hush.wire.v1.ClientFrame.get_account:type_name -> hush.wire.v1.GetAccountRequest
-	17, // 7: hush.wire.v1.ClientFrame.get_prekeys:type_name -> hush.wire.v1.GetPrekeysRequest
-	7,  // 8: hush.wire.v1.ClientFrame.upload_prekeys:type_name -> hush.wire.v1.PrekeyUpload
-	21, // 9: hush.wire.v1.ClientFrame.send:type_name -> hush.wire.v1.SendRequest
-	24, // 10: hush.wire.v1.ClientFrame.ack:type_name -> hush.wire.v1.AckRequest
-	19, // 11: hush.wire.v1.ClientFrame.update_device_list:type_name -> hush.wire.v1.UpdateDeviceListRequest
-	10, // 12: hush.wire.v1.ServerFrame.challenge:type_name -> hush.wire.v1.AuthChallenge
-	14, // 13: hush.wire.v1.ServerFrame.error:type_name -> hush.wire.v1.Error
-	12, // 14: hush.wire.v1.ServerFrame.auth_ok:type_name -> hush.wire.v1.AuthOK
-	16, // 15: hush.wire.v1.ServerFrame.account:type_name -> hush.wire.v1.AccountResponse
-	18, // 16: hush.wire.v1.ServerFrame.prekeys:type_name -> hush.wire.v1.PrekeysResponse
-	13, // 17: hush.wire.v1.ServerFrame.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
-	22, // 18: hush.wire.v1.ServerFrame.sent:type_name -> hush.wire.v1.SendResponse
-	25, // 19: hush.wire.v1.ServerFrame.acked:type_name -> hush.wire.v1.AckResponse
-	23, // 20: hush.wire.v1.ServerFrame.envelope:type_name -> hush.wire.v1.Envelope
-	26, // 21: hush.wire.v1.ServerFrame.queue_empty:type_name -> hush.wire.v1.QueueEmpty
-	13, // 22: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
-	20, // 23: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
-	28, // 24: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	8,  // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
+	5,  // 1: hush.wire.v1.PrekeyUpload.signed_prekey:type_name -> hush.wire.v1.SignedPrekey
+	6,  // 2: hush.wire.v1.PrekeyUpload.one_time:type_name -> hush.wire.v1.OneTimePrekey
+	7,  // 3: hush.wire.v1.PrekeyUpload.kem_one_time:type_name -> hush.wire.v1.KEMPrekey
+	7,  // 4: hush.wire.v1.PrekeyUpload.kem_last_resort:type_name -> hush.wire.v1.KEMPrekey
+	23, // 5: hush.wire.v1.ClientFrame.auth:type_name -> hush.wire.v1.AuthResponse
+	27, // 6: hush.wire.v1.ClientFrame.get_account:type_name -> hush.wire.v1.GetAccountRequest
+	29, // 7: hush.wire.v1.ClientFrame.get_prekeys:type_name -> hush.wire.v1.GetPrekeysRequest
+	8,  // 8: hush.wire.v1.ClientFrame.upload_prekeys:type_name -> hush.wire.v1.PrekeyUpload
+	33, // 9: hush.wire.v1.ClientFrame.send:type_name -> hush.wire.v1.SendRequest
+	36, // 10: hush.wire.v1.ClientFrame.ack:type_name -> hush.wire.v1.AckRequest
+	31, // 11: hush.wire.v1.ClientFrame.update_device_list:type_name -> hush.wire.v1.UpdateDeviceListRequest
+	12, // 12: hush.wire.v1.ClientFrame.get_sender_certificate:type_name -> hush.wire.v1.GetSenderCertificateRequest
+	14, // 13: hush.wire.v1.ClientFrame.set_delivery_token:type_name -> hush.wire.v1.SetDeliveryTokenRequest
+	15, // 14: hush.wire.v1.ClientFrame.set_blocked:type_name -> hush.wire.v1.SetBlockedRequest
+	20, // 15: hush.wire.v1.ClientFrame.provision_send:type_name -> hush.wire.v1.ProvisionSendRequest
+	18, // 16: hush.wire.v1.ClientFrame.reset_account_key:type_name -> hush.wire.v1.ResetAccountKeyRequest
+	22, // 17: hush.wire.v1.ServerFrame.challenge:type_name -> hush.wire.v1.AuthChallenge
+	26, // 18: hush.wire.v1.ServerFrame.error:type_name -> hush.wire.v1.Error
+	24, // 19: hush.wire.v1.ServerFrame.auth_ok:type_name -> hush.wire.v1.AuthOK
+	28, // 20: hush.wire.v1.ServerFrame.account:type_name -> hush.wire.v1.AccountResponse
+	30, // 21: hush.wire.v1.ServerFrame.prekeys:type_name -> hush.wire.v1.PrekeysResponse
+	25, // 22: hush.wire.v1.ServerFrame.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
+	34, // 23: hush.wire.v1.ServerFrame.sent:type_name -> hush.wire.v1.SendResponse
+	37, // 24: hush.wire.v1.ServerFrame.acked:type_name -> hush.wire.v1.AckResponse
+	35, // 25: hush.wire.v1.ServerFrame.envelope:type_name -> hush.wire.v1.Envelope
+	38, // 26: hush.wire.v1.ServerFrame.queue_empty:type_name -> hush.wire.v1.QueueEmpty
+	13, // 27: hush.wire.v1.ServerFrame.sender_certificate:type_name -> hush.wire.v1.SenderCertificateResponse
+	11, // 28: hush.wire.v1.ServerFrame.ok:type_name -> hush.wire.v1.Ok
+	32, // 29: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
+	47, // 30: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	25, // 31: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
+	32, // 32: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
+	46, // 33: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
+	40, // 34: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
+	41, // 35: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
+	42, // 36: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
+	39, // 37: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
+	0,  // 38: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
+	44, // 39: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
+	45, // 40: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
+	48, // 41: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
+	8,  // 42: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_hush_proto_init() }
@@ -2152,6 +3530,11 @@ func file_hush_proto_init() {
 		(*ClientFrame_Send)(nil),
 		(*ClientFrame_Ack)(nil),
 		(*ClientFrame_UpdateDeviceList)(nil),
+		(*ClientFrame_GetSenderCertificate)(nil),
+		(*ClientFrame_SetDeliveryToken)(nil),
+		(*ClientFrame_SetBlocked)(nil),
+		(*ClientFrame_ProvisionSend)(nil),
+		(*ClientFrame_ResetAccountKey)(nil),
 	}
 	file_hush_proto_msgTypes[9].OneofWrappers = []any{
 		(*ServerFrame_Challenge)(nil),
@@ -2164,22 +3547,28 @@ func file_hush_proto_init() {
 		(*ServerFrame_Acked)(nil),
 		(*ServerFrame_Envelope)(nil),
 		(*ServerFrame_QueueEmpty)(nil),
+		(*ServerFrame_SenderCertificate)(nil),
+		(*ServerFrame_Ok)(nil),
 	}
-	file_hush_proto_msgTypes[27].OneofWrappers = []any{
+	file_hush_proto_msgTypes[38].OneofWrappers = []any{
 		(*Content_Text)(nil),
+		(*Content_SyncSent)(nil),
+		(*Content_DeviceNotice)(nil),
+		(*Content_DeliveryToken)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hush_proto_rawDesc), len(file_hush_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   29,
+			NumEnums:      1,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_hush_proto_goTypes,
 		DependencyIndexes: file_hush_proto_depIdxs,
+		EnumInfos:         file_hush_proto_enumTypes,
 		MessageInfos:      file_hush_proto_msgTypes,
 	}.Build()
 	File_hush_proto = out.File
