@@ -1,0 +1,2 @@
+-- Linked devices, sync copies and recovery (issue 5).
+SELECT 1;
