@@ -154,6 +154,8 @@ func (p *pusher) drain() error {
 				SenderDevice: m.SenderDevice,
 				ServerTimeMs: m.Received.UnixMilli(),
 				Content:      m.Content,
+				// Only sealed sends are stored without a sender (§9.8).
+				Sealed: m.Sender == "",
 			}}})
 			if err != nil {
 				return err

@@ -18,6 +18,7 @@ const (
 	codeRateLimited     = "rate_limited"
 	codeDeviceMismatch  = "device_mismatch"
 	codeVersionConflict = "version_conflict"
+	codeNoSuchAddress   = "no_such_address" // provision_send: no linking device waits there
 	codeInternal        = "internal"
 )
 
@@ -38,14 +39,14 @@ func apiErr(code, format string, args ...any) *apiError {
 // cause goes to the log only.
 var errInternal = &apiError{code: codeInternal, msg: "internal server error; try again later"}
 
-// httpStatus maps an error code to the HTTP status of /v1/register.
+// httpStatus maps an error code to the HTTP status of the HTTP endpoints.
 func httpStatus(code string) int {
 	switch code {
 	case codeBadRequest, codeBadUsername, codeBadPow:
 		return http.StatusBadRequest
 	case codeUnauthorized:
 		return http.StatusUnauthorized
-	case codeNoUser:
+	case codeNoUser, codeNoSuchAddress:
 		return http.StatusNotFound
 	case codeUsernameTaken, codeVersionConflict, codeDeviceMismatch:
 		return http.StatusConflict

@@ -23,6 +23,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/pow", s.handlePow)
 	mux.HandleFunc("POST /v1/register", s.handleRegister)
 	mux.HandleFunc("GET /v1/ws", s.handleWS)
+	mux.HandleFunc("POST /v1/sealed", s.handleSealed)
+	mux.HandleFunc("POST /v1/devicelist", s.handleDeviceList)
+	mux.HandleFunc("GET /v1/account/{username}", s.handleAccount)
+	mux.HandleFunc("GET /v1/provision", s.handleProvision)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

@@ -11,14 +11,26 @@ import "time"
 //	RegistrationBurst        5
 //	SendsPerMinute        1200   per sending account (one send = one message, all its copies)
 //	SendBurst             1000   (a client flushing a long outbox is not refused)
+//	SealedSendsPerMinute   600   per recipient and client IP (the sender is unknown)
+//	SealedSendBurst        600
 //	PrekeyFetchesPerMinute  60   per requesting account, counted per device bundle
 //	PrekeyFetchBurst        60
-//	MaxConnsPerIP           64   concurrent WebSocket connections
+//	AccountLookupsPerMinute 60   per client IP (GET /v1/account/{username})
+//	AccountLookupBurst      60
+//	DeviceListPostsPerHour  20   per client IP (POST /v1/devicelist)
+//	DeviceListPostBurst     10
+//	ProvisionsPerHour       30   per client IP (GET /v1/provision)
+//	ProvisionBurst          10
+//	MaxConnsPerIP           64   concurrent WebSocket connections (provisioning ones included)
 type Limits struct {
-	RegistrationsPerHour, RegistrationBurst  int
-	SendsPerMinute, SendBurst                int
-	PrekeyFetchesPerMinute, PrekeyFetchBurst int
-	MaxConnsPerIP                            int
+	RegistrationsPerHour, RegistrationBurst     int
+	SendsPerMinute, SendBurst                   int
+	SealedSendsPerMinute, SealedSendBurst       int
+	PrekeyFetchesPerMinute, PrekeyFetchBurst    int
+	AccountLookupsPerMinute, AccountLookupBurst int
+	DeviceListPostsPerHour, DeviceListPostBurst int
+	ProvisionsPerHour, ProvisionBurst           int
+	MaxConnsPerIP                               int
 }
 
 // DefaultLimits returns the production defaults.
@@ -26,14 +38,27 @@ func DefaultLimits() Limits {
 	return Limits{
 		RegistrationsPerHour: 10, RegistrationBurst: 5,
 		SendsPerMinute: 1200, SendBurst: 1000,
+		SealedSendsPerMinute: 600, SealedSendBurst: 600,
 		PrekeyFetchesPerMinute: 60, PrekeyFetchBurst: 60,
+		AccountLookupsPerMinute: 60, AccountLookupBurst: 60,
+		DeviceListPostsPerHour: 20, DeviceListPostBurst: 10,
+		ProvisionsPerHour: 30, ProvisionBurst: 10,
 		MaxConnsPerIP: 64,
 	}
 }
 
 // Unlimited returns limits that are all off.
 func Unlimited() Limits {
-	return Limits{-1, -1, -1, -1, -1, -1, -1}
+	return Limits{
+		RegistrationsPerHour: -1, RegistrationBurst: -1,
+		SendsPerMinute: -1, SendBurst: -1,
+		SealedSendsPerMinute: -1, SealedSendBurst: -1,
+		PrekeyFetchesPerMinute: -1, PrekeyFetchBurst: -1,
+		AccountLookupsPerMinute: -1, AccountLookupBurst: -1,
+		DeviceListPostsPerHour: -1, DeviceListPostBurst: -1,
+		ProvisionsPerHour: -1, ProvisionBurst: -1,
+		MaxConnsPerIP: -1,
+	}
 }
 
 // withDefaults fills zero fields from DefaultLimits.
@@ -46,13 +71,21 @@ func (l Limits) withDefaults() Limits {
 		return v
 	}
 	return Limits{
-		RegistrationsPerHour:   pick(l.RegistrationsPerHour, d.RegistrationsPerHour),
-		RegistrationBurst:      pick(l.RegistrationBurst, d.RegistrationBurst),
-		SendsPerMinute:         pick(l.SendsPerMinute, d.SendsPerMinute),
-		SendBurst:              pick(l.SendBurst, d.SendBurst),
-		PrekeyFetchesPerMinute: pick(l.PrekeyFetchesPerMinute, d.PrekeyFetchesPerMinute),
-		PrekeyFetchBurst:       pick(l.PrekeyFetchBurst, d.PrekeyFetchBurst),
-		MaxConnsPerIP:          pick(l.MaxConnsPerIP, d.MaxConnsPerIP),
+		RegistrationsPerHour:    pick(l.RegistrationsPerHour, d.RegistrationsPerHour),
+		RegistrationBurst:       pick(l.RegistrationBurst, d.RegistrationBurst),
+		SendsPerMinute:          pick(l.SendsPerMinute, d.SendsPerMinute),
+		SendBurst:               pick(l.SendBurst, d.SendBurst),
+		SealedSendsPerMinute:    pick(l.SealedSendsPerMinute, d.SealedSendsPerMinute),
+		SealedSendBurst:         pick(l.SealedSendBurst, d.SealedSendBurst),
+		PrekeyFetchesPerMinute:  pick(l.PrekeyFetchesPerMinute, d.PrekeyFetchesPerMinute),
+		PrekeyFetchBurst:        pick(l.PrekeyFetchBurst, d.PrekeyFetchBurst),
+		AccountLookupsPerMinute: pick(l.AccountLookupsPerMinute, d.AccountLookupsPerMinute),
+		AccountLookupBurst:      pick(l.AccountLookupBurst, d.AccountLookupBurst),
+		DeviceListPostsPerHour:  pick(l.DeviceListPostsPerHour, d.DeviceListPostsPerHour),
+		DeviceListPostBurst:     pick(l.DeviceListPostBurst, d.DeviceListPostBurst),
+		ProvisionsPerHour:       pick(l.ProvisionsPerHour, d.ProvisionsPerHour),
+		ProvisionBurst:          pick(l.ProvisionBurst, d.ProvisionBurst),
+		MaxConnsPerIP:           pick(l.MaxConnsPerIP, d.MaxConnsPerIP),
 	}
 }
 
@@ -75,4 +108,19 @@ const (
 	pingInterval      = 30 * time.Second    // keepalive on idle connections
 	pingTimeout       = 20 * time.Second    // a peer that does not answer is dropped
 	expirySweepPeriod = time.Hour
+
+	// Sealed sender (§9.8).
+	DeliveryTokenSize         = 32             // bytes; the server stores SHA-256 of it
+	SenderCertificateLifetime = 24 * time.Hour // clients refresh when less than an hour is left
+	maxSealedBody             = maxFrameSize   // POST /v1/sealed: up to 6 copies of 96 KiB
+
+	// Blocking (§9.11).
+	MaxBlocked = 1000 // usernames per blocked list
+
+	// Device lists and linking (§9.9, §9.10).
+	MaxProvisionBody   = 8 << 20          // provision_send body (a LinkPayload with history)
+	ProvisionLifetime  = 10 * time.Minute // a provisioning socket is closed after this
+	maxDeviceListBody  = 6 * maxRegisterBody
+	maxAuthedFrameSize = MaxProvisionBody + 64<<10 // provision_send frames; others stay within maxFrameSize
+	provisionWrite     = time.Minute               // writing one ProvisionEnvelope (up to 8 MiB)
 )

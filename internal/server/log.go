@@ -11,6 +11,11 @@ import (
 // failure at Error with the cause. attrs name who asked (user, device);
 // never content, keys or signatures.
 func (s *Server) finish(typ string, start time.Time, err error, attrs ...any) string {
+	return s.finishMsg(typ, "request", start, err, attrs...)
+}
+
+// finishMsg is finish with the message a success is logged under.
+func (s *Server) finishMsg(typ, okMsg string, start time.Time, err error, attrs ...any) string {
 	d := time.Since(start)
 	code := codeOK
 	var e *apiError
@@ -23,7 +28,7 @@ func (s *Server) finish(typ string, start time.Time, err error, attrs ...any) st
 	attrs = append(attrs, "type", typ, "dur", d)
 	switch {
 	case err == nil:
-		s.log.Debug("request", attrs...)
+		s.log.Debug(okMsg, attrs...)
 	case code == codeInternal:
 		s.log.Error("request failed", append(attrs, "code", code, "err", err)...)
 	default:

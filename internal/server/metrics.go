@@ -14,6 +14,7 @@ type metrics struct {
 	delivered     prometheus.Counter
 	acked         prometheus.Counter
 	expired       prometheus.Counter
+	dropped       prometheus.Counter
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	registrations *prometheus.CounterVec
@@ -42,6 +43,10 @@ func newMetrics() *metrics {
 			Name: "hush_messages_expired_total",
 			Help: "Queued messages deleted unread after their expiry.",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_messages_dropped_blocked_total",
+			Help: "Authenticated sends acknowledged but dropped because the recipient blocks the sender.",
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hush_requests_total",
 			Help: "Requests by type and result code (ok or the error code sent).",
@@ -59,7 +64,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.connections, m.stored, m.delivered, m.acked, m.expired,
+		m.connections, m.stored, m.delivered, m.acked, m.expired, m.dropped,
 		m.requests, m.duration, m.registrations,
 	)
 	return m

@@ -351,12 +351,14 @@ func TestUpdateDeviceList(t *testing.T) {
 	changed := []identity.Device{two[0], {ID: 2, SigningKey: newUser(t, "x12", 0).dev.Signing.Public(), IdentityKey: second.dev.Identity.Public()}}
 	wantError(t, ac.do(t, updateList(alice.deviceList(t, 3, changed...))), codeBadRequest)
 
-	// Removing device 2 again: its queue goes with it, and sends need
-	// only device 1.
+	// Removing device 2 again: its queue goes with it, and a sync copy
+	// for it is refused.
 	if r := ac.do(t, updateList(alice.deviceList(t, 4, two[:1]...))); r.GetAccount() == nil {
 		t.Fatalf("remove device: %v", r)
 	}
-	ac.send(t, "alice", []byte("only one copy"))
+	if r := ac.do(t, sendFrame(newMessageID(), "alice", []byte("x"), 2)).GetSent(); r == nil || r.Stored || len(r.ExtraDevices) != 1 {
+		t.Fatalf("send to a removed device: %v", r)
+	}
 }
 
 func TestUnknownAndInvalidFrames(t *testing.T) {

@@ -1,14 +1,12 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"slices"
 	"time"
 
 	"github.com/hush-chat/hush/internal/identity"
-	"github.com/hush-chat/hush/internal/keys"
 	"github.com/hush-chat/hush/internal/store"
 	"github.com/hush-chat/hush/wire"
 )
@@ -46,9 +44,12 @@ func (ss *session) getAccount(ctx context.Context, req *wire.GetAccountRequest) 
 }
 
 func accountFrame(a store.Account) *wire.ServerFrame {
-	return &wire.ServerFrame{Body: &wire.ServerFrame_Account{Account: &wire.AccountResponse{
-		Username: a.Username, AccountKey: a.AccountKey, DeviceList: a.DeviceList,
-	}}}
+	return &wire.ServerFrame{Body: &wire.ServerFrame_Account{Account: accountResponse(a)}}
+}
+
+// accountResponse is the public part of an account.
+func accountResponse(a store.Account) *wire.AccountResponse {
+	return &wire.AccountResponse{Username: a.Username, AccountKey: a.AccountKey, DeviceList: a.DeviceList}
 }
 
 // getPrekeys hands out one bundle per requested device, taking one-time
@@ -151,24 +152,8 @@ func (ss *session) uploadPrekeys(ctx context.Context, req *wire.PrekeyUpload) (*
 // connection's send queue, which stores all its copies atomically and
 // replies once they are durable. Checks that fail are answered at once.
 func (ss *session) send(ctx context.Context, id uint64, start time.Time, req *wire.SendRequest) (*wire.ServerFrame, error) {
-	if len(req.GetMessageId()) != MessageIDSize {
-		return nil, apiErr(codeBadRequest, "message id must be %d bytes", MessageIDSize)
-	}
-	if n := len(req.GetCopies()); n == 0 || n > identity.MaxDevices {
-		return nil, apiErr(codeBadRequest, "a message needs 1 to %d copies, got %d", identity.MaxDevices, n)
-	}
-	for i, c := range req.Copies {
-		if len(c.Content) == 0 {
-			return nil, apiErr(codeBadRequest, "copy for device %d is empty", c.DeviceId)
-		}
-		if len(c.Content) > MaxContentSize {
-			return nil, apiErr(codeTooLarge, "copy for device %d is %d bytes; the limit is %d", c.DeviceId, len(c.Content), MaxContentSize)
-		}
-		for _, o := range req.Copies[:i] {
-			if o.DeviceId == c.DeviceId {
-				return nil, apiErr(codeBadRequest, "two copies for device %d", c.DeviceId)
-			}
-		}
+	if err := checkCopies(req.GetMessageId(), req.GetCopies()); err != nil {
+		return nil, err
 	}
 	if !ss.s.sendLimit.Allow(ss.ref.Username) {
 		return nil, apiErr(codeRateLimited, "too many messages; slow down")
@@ -184,27 +169,72 @@ func (ss *session) send(ctx context.Context, id uint64, start time.Time, req *wi
 	if err != nil {
 		return nil, err
 	}
+	self := user == ss.ref.Username
+	if self {
+		// A sync copy to the sender's own other devices: the sending
+		// device never sends to itself (§9.8).
+		devices = slices.DeleteFunc(slices.Clone(devices), func(d uint32) bool { return d == ss.ref.ID })
+	}
 	if missing, extra := compareDevices(devices, req.Copies); len(missing)+len(extra) > 0 {
 		return &wire.ServerFrame{Body: &wire.ServerFrame_Sent{Sent: &wire.SendResponse{
 			MissingDevices: missing, ExtraDevices: extra,
 		}}}, nil
 	}
-
-	now := ss.s.now()
-	msgs := make([]store.Message, len(req.Copies))
-	for i, c := range req.Copies {
-		msgs[i] = store.Message{
-			Recipient:    store.DeviceRef{Username: user, ID: c.DeviceId},
-			MessageID:    req.MessageId,
-			Sender:       ss.ref.Username,
-			SenderDevice: ss.ref.ID,
-			Content:      c.Content,
-			Received:     now,
-			Expires:      now.Add(MessageTTL),
+	p := pendingSend{id: id, start: start, recipient: user}
+	// A blocked sender is told its message was stored, exactly as if it
+	// had been (after the same checks, in the same order, answered by the
+	// same queue), so it cannot tell it is blocked (§9.11); nothing is
+	// stored or delivered.
+	blocked := false
+	if !self {
+		if blocked, err = ss.s.blocks.blocks(ctx, ss.s.store, user, ss.ref.Username); err != nil {
+			return nil, err
 		}
 	}
-	ss.sends.submit(pendingSend{id: id, start: start, recipient: user, msgs: msgs})
+	if blocked {
+		ss.s.metrics.dropped.Inc()
+	} else {
+		now := ss.s.now()
+		p.msgs = make([]store.Message, len(req.Copies))
+		for i, c := range req.Copies {
+			p.msgs[i] = store.Message{
+				Recipient:    store.DeviceRef{Username: user, ID: c.DeviceId},
+				MessageID:    req.MessageId,
+				Sender:       ss.ref.Username,
+				SenderDevice: ss.ref.ID,
+				Content:      c.Content,
+				Received:     now,
+				Expires:      now.Add(MessageTTL),
+			}
+		}
+	}
+	ss.sends.submit(p)
 	return nil, errReplyLater
+}
+
+// checkCopies checks what authenticated and sealed sends share: the
+// message id and the copies' count, sizes and device ids.
+func checkCopies(messageID []byte, copies []*wire.Copy) error {
+	if len(messageID) != MessageIDSize {
+		return apiErr(codeBadRequest, "message id must be %d bytes", MessageIDSize)
+	}
+	if n := len(copies); n == 0 || n > identity.MaxDevices {
+		return apiErr(codeBadRequest, "a message needs 1 to %d copies, got %d", identity.MaxDevices, n)
+	}
+	for i, c := range copies {
+		if len(c.Content) == 0 {
+			return apiErr(codeBadRequest, "copy for device %d is empty", c.DeviceId)
+		}
+		if len(c.Content) > MaxContentSize {
+			return apiErr(codeTooLarge, "copy for device %d is %d bytes; the limit is %d", c.DeviceId, len(c.Content), MaxContentSize)
+		}
+		for _, o := range copies[:i] {
+			if o.DeviceId == c.DeviceId {
+				return apiErr(codeBadRequest, "two copies for device %d", c.DeviceId)
+			}
+		}
+	}
+	return nil
 }
 
 // compareDevices returns the recipient's devices without a copy and the
@@ -239,67 +269,4 @@ func (ss *session) ack(ctx context.Context, req *wire.AckRequest) (*wire.ServerF
 		ss.s.metrics.acked.Add(float64(n))
 	}
 	return &wire.ServerFrame{Body: &wire.ServerFrame_Acked{Acked: &wire.AckResponse{}}}, nil
-}
-
-// updateDeviceList replaces the account's device list. The account key's
-// signature is the authority; the version must grow, and a device id
-// that stays must keep its keys (its prekeys and queue stay with it).
-func (ss *session) updateDeviceList(ctx context.Context, req *wire.UpdateDeviceListRequest) (*wire.ServerFrame, error) {
-	list, err := identity.ParseSignedDeviceList(req.GetDeviceList())
-	if err != nil {
-		return nil, apiErr(codeBadRequest, "device list: %v", err)
-	}
-	user := ss.ref.Username
-	if list.List.Username != user {
-		return nil, apiErr(codeBadRequest, "device list is for %q, not %q", list.List.Username, user)
-	}
-	acct, err := ss.s.store.Account(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	ak, err := keys.ParseAccountPublic(acct.AccountKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := list.Verify(ak); err != nil {
-		return nil, apiErr(codeBadRequest, "device list signature does not verify with the account key")
-	}
-	if list.List.Version <= acct.DeviceListVersion {
-		return nil, apiErr(codeVersionConflict, "device list version %d is not newer than %d", list.List.Version, acct.DeviceListVersion)
-	}
-	old, err := ss.s.store.Devices(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	now := ss.s.now()
-	devices := make([]store.Device, 0, len(list.List.Devices))
-	for _, d := range list.List.Devices {
-		sd := store.Device{Username: user, ID: d.ID, SigningKey: d.SigningKey.Bytes(), IdentityKey: d.IdentityKey.Bytes(), Created: now, LastSeen: now}
-		for _, o := range old {
-			if o.ID == d.ID && (!bytes.Equal(o.SigningKey, sd.SigningKey) || !bytes.Equal(o.IdentityKey, sd.IdentityKey)) {
-				return nil, apiErr(codeBadRequest, "device %d changed keys; a new device needs a new id", d.ID)
-			}
-		}
-		devices = append(devices, sd)
-	}
-	raw := bytes.Clone(req.DeviceList)
-	err = ss.s.store.UpdateDeviceList(ctx, user, raw, list.List.Version, devices)
-	ss.s.devices.invalidate(user) // also on failure: the outcome may be unknown
-	if errors.Is(err, store.ErrVersionConflict) {
-		return nil, apiErr(codeVersionConflict, "device list version %d is not newer than the stored one", list.List.Version)
-	}
-	if err != nil {
-		return nil, err
-	}
-	ss.s.log.Info("device list updated", "user", user, "device", ss.ref.ID, "version", list.List.Version, "devices", len(devices))
-	for _, o := range old {
-		if _, ok := list.List.Find(o.ID); !ok {
-			ss.s.disconnect(store.DeviceRef{Username: user, ID: o.ID}, ss)
-			if o.ID == ss.ref.ID {
-				ss.closeAfterReply = true
-			}
-		}
-	}
-	acct.DeviceList, acct.DeviceListVersion = raw, list.List.Version
-	return accountFrame(acct), nil
 }

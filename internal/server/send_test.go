@@ -105,16 +105,45 @@ func TestSendDuplicateStoredOnce(t *testing.T) {
 	}
 }
 
-func TestSendToSelf(t *testing.T) {
+// TestSendToSelfSkipsSendingDevice: a send to one's own account (a sync
+// copy) goes to every device but the sending one (§9.8).
+func TestSendToSelfSkipsSendingDevice(t *testing.T) {
 	ts := startServer(t)
-	_, _, ac := pair(t, ts)
+	alice, _, ac := pair(t, ts)
 	if n := len(ac.backlog(t)); n != 0 {
 		t.Fatalf("%d unexpected messages", n)
 	}
-	ac.send(t, "alice", []byte("note to self"))
-	e := ac.envelope(t)
-	if e.Sender != "alice" || e.SenderDevice != 1 || string(e.Content) != "note to self" {
-		t.Fatalf("got %v", e)
+	// Alone on the account, a device has no one to sync.
+	r := ac.do(t, sendFrame(newMessageID(), "alice", []byte("x"), 1)).GetSent()
+	if r == nil || r.Stored || !slices.Equal(r.ExtraDevices, []uint32{1}) || len(r.MissingDevices) != 0 {
+		t.Fatalf("send to self with one device: %v, want device 1 extra", r)
+	}
+
+	alice2, alice3 := newDeviceOf(t, alice, 2, 0), newDeviceOf(t, alice, 3, 0)
+	setList(t, ac, listOf(t, 2, alice, alice2, alice3))
+	for _, tc := range []struct {
+		devices        []uint32
+		missing, extra []uint32
+	}{
+		{[]uint32{1, 2, 3}, nil, []uint32{1}},
+		{[]uint32{2}, []uint32{3}, nil},
+	} {
+		r := ac.do(t, sendFrame(newMessageID(), "alice", []byte("x"), tc.devices...)).GetSent()
+		if r == nil || r.Stored || !slices.Equal(r.MissingDevices, tc.missing) || !slices.Equal(r.ExtraDevices, tc.extra) {
+			t.Errorf("copies for %v: got %v, want missing %v extra %v", tc.devices, r, tc.missing, tc.extra)
+		}
+	}
+	ac.send(t, "alice", []byte("note to self"), 2, 3)
+	for _, d := range []*testUser{alice2, alice3} {
+		e := ts.dial(t, d).envelope(t)
+		if e.Sender != "alice" || e.SenderDevice != 1 || e.Sealed || string(e.Content) != "note to self" {
+			t.Fatalf("device %d got %v", d.dev.ID, e)
+		}
+	}
+	// Device 2 syncs devices 1 and 3.
+	ts.dial(t, alice2).send(t, "alice", []byte("from 2"), 1, 3)
+	if e := ac.envelope(t); e.SenderDevice != 2 || string(e.Content) != "from 2" {
+		t.Fatalf("device 1 got %v", e)
 	}
 }
 

@@ -5,9 +5,12 @@
 // Layout: server.go (lifecycle), http.go (HTTP endpoints), register.go,
 // session.go (one WebSocket) with hijack.go (its buffers), auth.go,
 // requests.go (WebSocket requests), sendqueue.go (storing sends),
-// prekeys.go, delivery.go (pushing queued messages), bus.go (wake-ups),
-// devcache.go, expiry.go, metrics.go, log.go, errors.go, limits.go,
-// serverkey.go. Subpackages: pow (proof of work), ratelimit.
+// sealed.go (sealed sends, delivery tokens, sender certificates),
+// devicelist.go (device-list changes, account lookup, key reset),
+// blocking.go, provision.go (the linking relay), prekeys.go, delivery.go
+// (pushing queued messages), bus.go (wake-ups), devcache.go, expiry.go,
+// metrics.go, log.go, errors.go, limits.go, serverkey.go. Subpackages:
+// pow (proof of work), ratelimit.
 package server
 
 import (
@@ -66,20 +69,27 @@ type Server struct {
 	handler  http.Handler
 
 	devices *deviceCache
+	blocks  *blockCache
 
 	// bus wakes a device's connections when a message is queued for it;
 	// lowBus when its one-time prekeys run low.
 	bus, lowBus Bus
 
 	regLimit, sendLimit, fetchLimit *ratelimit.Limiter
+	sealedLimit, lookupLimit        *ratelimit.Limiter
+	listLimit, provisionLimit       *ratelimit.Limiter
 	maxConnsPerIP                   int
 	authTimeout                     time.Duration // AuthTimeout; shorter in tests
+	provisionLifetime               time.Duration // ProvisionLifetime; shorter in tests
 
-	mu        sync.Mutex
-	closing   bool
-	sessions  map[*session]struct{}
-	connsByIP map[string]int
-	sessWG    sync.WaitGroup
+	mu       sync.Mutex
+	closing  bool
+	sessions map[*session]struct{}
+	// provisions are the linking devices waiting on GET /v1/provision,
+	// by relay address (in memory only: never stored, never logged).
+	provisions map[string]*provisionSlot
+	connsByIP  map[string]int
+	sessWG     sync.WaitGroup
 
 	served    atomic.Bool
 	closeOnce sync.Once
@@ -99,17 +109,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: proof-of-work bits %d out of range 0..%d", cfg.PowBits, pow.MaxBits)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		bus:       NewLocalBus(),
-		lowBus:    NewLocalBus(),
-		sessions:  map[*session]struct{}{},
-		connsByIP: map[string]int{},
-		metrics:   newMetrics(),
-		devices:   newDeviceCache(),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		bus:        NewLocalBus(),
+		lowBus:     NewLocalBus(),
+		sessions:   map[*session]struct{}{},
+		provisions: map[string]*provisionSlot{},
+		connsByIP:  map[string]int{},
+		metrics:    newMetrics(),
+		devices:    newDeviceCache(),
+		blocks:     newBlockCache(),
 
-		authTimeout: AuthTimeout,
+		authTimeout:       AuthTimeout,
+		provisionLifetime: ProvisionLifetime,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -143,6 +156,10 @@ func New(cfg Config) (*Server, error) {
 	s.regLimit = ratelimit.New(lim.RegistrationsPerHour, time.Hour, lim.RegistrationBurst, s.now)
 	s.sendLimit = ratelimit.New(lim.SendsPerMinute, time.Minute, lim.SendBurst, s.now)
 	s.fetchLimit = ratelimit.New(lim.PrekeyFetchesPerMinute, time.Minute, lim.PrekeyFetchBurst, s.now)
+	s.sealedLimit = ratelimit.New(lim.SealedSendsPerMinute, time.Minute, lim.SealedSendBurst, s.now)
+	s.lookupLimit = ratelimit.New(lim.AccountLookupsPerMinute, time.Minute, lim.AccountLookupBurst, s.now)
+	s.listLimit = ratelimit.New(lim.DeviceListPostsPerHour, time.Hour, lim.DeviceListPostBurst, s.now)
+	s.provisionLimit = ratelimit.New(lim.ProvisionsPerHour, time.Hour, lim.ProvisionBurst, s.now)
 	s.maxConnsPerIP = lim.MaxConnsPerIP
 
 	s.store = cfg.Store
@@ -309,8 +326,8 @@ func (s *Server) disconnect(ref store.DeviceRef, except *session) {
 	}
 }
 
-// goAwayAll marks the server closing and tells every session to close
-// with status 1001.
+// goAwayAll marks the server closing and tells every session and
+// provisioning socket to close with status 1001.
 func (s *Server) goAwayAll() {
 	s.mu.Lock()
 	s.closing = true
@@ -318,9 +335,16 @@ func (s *Server) goAwayAll() {
 	for ss := range s.sessions {
 		list = append(list, ss)
 	}
+	var slots []*provisionSlot
+	for _, p := range s.provisions {
+		slots = append(slots, p)
+	}
 	s.mu.Unlock()
 	for _, ss := range list {
 		go ss.goAway()
+	}
+	for _, p := range slots {
+		go p.conn.Close(websocket.StatusGoingAway, "server shutting down")
 	}
 }
 
@@ -335,9 +359,12 @@ func (s *Server) waitSessions(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
-	n := len(s.sessions)
+	n := len(s.sessions) + len(s.provisions)
 	for ss := range s.sessions {
 		ss.conn.CloseNow()
+	}
+	for _, p := range s.provisions {
+		p.conn.CloseNow()
 	}
 	s.mu.Unlock()
 	s.log.Warn("shutdown: cut WebSocket connections still open at the deadline", "count", n)

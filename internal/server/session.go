@@ -78,6 +78,10 @@ func (ss *session) run() {
 		return
 	}
 	ss.s.log.Info("connected", "user", ss.ref.Username, "device", ss.ref.ID)
+	// Authenticated devices may relay a link payload (provision_send, up
+	// to MaxProvisionBody); dispatch holds every other request to
+	// maxFrameSize. Unauthenticated sockets never get past maxFrameSize.
+	ss.conn.SetReadLimit(maxAuthedFrameSize)
 	start := time.Now()
 
 	p := ss.startPush()
@@ -103,13 +107,14 @@ func (ss *session) readLoop() {
 		case proto.Unmarshal(data, &f) != nil:
 			ss.badFrame("frame is not a ClientFrame")
 		default:
-			ss.dispatch(&f)
+			ss.dispatch(&f, len(data))
 		}
 	}
 }
 
 // dispatch handles one request and writes its reply (same id).
-func (ss *session) dispatch(f *wire.ClientFrame) {
+// size is the frame's length in bytes.
+func (ss *session) dispatch(f *wire.ClientFrame, size int) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -131,6 +136,16 @@ func (ss *session) dispatch(f *wire.ClientFrame) {
 		typ = "ack"
 	case *wire.ClientFrame_UpdateDeviceList:
 		typ = "update_device_list"
+	case *wire.ClientFrame_GetSenderCertificate:
+		typ = "get_sender_certificate"
+	case *wire.ClientFrame_SetDeliveryToken:
+		typ = "set_delivery_token"
+	case *wire.ClientFrame_SetBlocked:
+		typ = "set_blocked"
+	case *wire.ClientFrame_ProvisionSend:
+		typ = "provision_send"
+	case *wire.ClientFrame_ResetAccountKey:
+		typ = "reset_account_key"
 	case *wire.ClientFrame_Auth:
 		typ, err = "auth", apiErr(codeBadRequest, "already authenticated")
 	default:
@@ -138,6 +153,11 @@ func (ss *session) dispatch(f *wire.ClientFrame) {
 	}
 	if err == nil && f.Id == 0 {
 		err = apiErr(codeBadRequest, "request id must not be 0")
+	}
+	if err == nil && size > maxFrameSize && typ != "provision_send" {
+		// The read limit admits provision_send's large bodies; every
+		// other request keeps the ordinary frame limit.
+		err = apiErr(codeTooLarge, "frame is %d bytes; only provision_send may exceed %d", size, maxFrameSize)
 	}
 	if err == nil {
 		switch typ {
@@ -156,6 +176,16 @@ func (ss *session) dispatch(f *wire.ClientFrame) {
 			resp, err = ss.ack(ctx, f.GetAck())
 		case "update_device_list":
 			resp, err = ss.updateDeviceList(ctx, f.GetUpdateDeviceList())
+		case "get_sender_certificate":
+			resp, err = ss.senderCertificate(ctx)
+		case "set_delivery_token":
+			resp, err = ss.setDeliveryToken(ctx, f.GetSetDeliveryToken())
+		case "set_blocked":
+			resp, err = ss.setBlocked(ctx, f.GetSetBlocked())
+		case "provision_send":
+			resp, err = ss.provisionSend(f.GetProvisionSend())
+		case "reset_account_key":
+			resp, err = ss.resetAccountKey(ctx, f.GetResetAccountKey())
 		}
 	}
 	ss.s.finish(typ, start, err, "user", ss.ref.Username, "device", ss.ref.ID)

@@ -18,6 +18,9 @@ var (
 	ErrNotFound        = errors.New("store: not found")
 	ErrUsernameTaken   = errors.New("store: username taken")
 	ErrVersionConflict = errors.New("store: device list version is not newer")
+	// ErrAccountKeyChanged: a conditional device-list change found another
+	// account key than the one its list was verified with.
+	ErrAccountKeyChanged = errors.New("store: account key changed")
 )
 
 // Account is a registered username.
@@ -27,6 +30,9 @@ type Account struct {
 	DeviceList        []byte // identity.SignedDeviceList encoding, verified by the server
 	DeviceListVersion uint64
 	Created           time.Time
+	// DeliveryTokenHash is SHA-256 of the account's delivery token, empty
+	// until a device sets one. Sealed sends must present the token.
+	DeliveryTokenHash []byte
 }
 
 // Device is one device of an account, as named by the current device list.
@@ -96,11 +102,31 @@ type Message struct {
 	Seq          uint64 // assigned by the store, increasing per store
 	Recipient    DeviceRef
 	MessageID    []byte // client-chosen, 16 bytes; unique per recipient device
-	Sender       string // empty for sealed-sender messages (later issue)
-	SenderDevice uint32
+	Sender       string // empty for sealed-sender messages: the server does not know it
+	SenderDevice uint32 // 0 for sealed-sender messages
 	Content      []byte
 	Received     time.Time
 	Expires      time.Time
+}
+
+// DeviceListChange is a new device list for UpdateDeviceList.
+type DeviceListChange struct {
+	List    []byte // identity.SignedDeviceList encoding, verified by the caller
+	Version uint64
+	Devices []Device
+	// Prekeys for listed devices, stored in the same transaction, so a
+	// device added without a connection of its own (restore) is reachable
+	// as soon as the list is. A key for an unlisted device fails the
+	// change with ErrNotFound.
+	Prekeys map[uint32]PrekeyUpload
+	// ExpectAccountKey, if not nil, makes the change conditional: it
+	// applies only while the stored account key equals it (else
+	// ErrAccountKeyChanged). The caller passes the key it verified List
+	// with, so a list signed by a key replaced meanwhile never lands.
+	ExpectAccountKey []byte
+	// NewAccountKey, if not nil, replaces the account key in the same
+	// transaction (an identity reset: List is signed by the new key).
+	NewAccountKey []byte
 }
 
 // Store is the server's database. All methods are safe for concurrent use.
@@ -115,13 +141,24 @@ type Store interface {
 	Devices(ctx context.Context, username string) ([]Device, error)
 	// Device returns one device.
 	Device(ctx context.Context, ref DeviceRef) (Device, error)
-	// UpdateDeviceList replaces the device list if version is greater than
-	// the stored one (else ErrVersionConflict). Devices no longer listed
-	// are deleted with their prekeys and queued messages; new devices are
-	// added; existing ones keep their prekeys and queues.
-	UpdateDeviceList(ctx context.Context, username string, list []byte, version uint64, devices []Device) error
+	// UpdateDeviceList replaces the device list if c.Version is greater
+	// than the stored one (else ErrVersionConflict), all in one
+	// transaction with c's prekeys and account key (see DeviceListChange).
+	// Devices no longer listed are deleted with their prekeys and queued
+	// messages; new devices are added; existing ones keep their prekeys
+	// and queues. On any error nothing changes.
+	UpdateDeviceList(ctx context.Context, username string, c DeviceListChange) error
 	// TouchDevice records that a device was seen at t.
 	TouchDevice(ctx context.Context, ref DeviceRef, t time.Time) error
+	// SetDeliveryTokenHash replaces the account's delivery token hash
+	// (Account.DeliveryTokenHash).
+	SetDeliveryTokenHash(ctx context.Context, username string, hash []byte) error
+	// SetBlocked replaces the list of usernames the account blocks
+	// (normalized by the caller; duplicates are stored once).
+	SetBlocked(ctx context.Context, username string, blocked []string) error
+	// Blocked returns the usernames the account blocks, sorted. All three
+	// return ErrNotFound for an unknown account.
+	Blocked(ctx context.Context, username string) ([]string, error)
 
 	// UploadPrekeys adds or replaces a device's prekeys.
 	UploadPrekeys(ctx context.Context, ref DeviceRef, up PrekeyUpload) error

@@ -46,10 +46,10 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account, devices []st
 
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO accounts
-			(username, account_key, device_list, device_list_version, created_ms)
-			VALUES ($1, $2, $3, $4, $5)
+			(username, account_key, device_list, device_list_version, created_ms, delivery_token_hash)
+			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (username) DO NOTHING`,
-			a.Username, nonNil(a.AccountKey), nonNil(a.DeviceList), version, ms(a.Created))
+			a.Username, nonNil(a.AccountKey), nonNil(a.DeviceList), version, ms(a.Created), nonNil(a.DeliveryTokenHash))
 		if err != nil {
 			return fmt.Errorf("postgres: create account %q: %w", a.Username, err)
 		}
@@ -81,8 +81,8 @@ func queueInsertDevice(b *pgx.Batch, username string, d store.Device) {
 func (s *Store) Account(ctx context.Context, username string) (store.Account, error) {
 	a := store.Account{Username: username}
 	var version, created int64
-	err := s.pool.QueryRow(ctx, `SELECT account_key, device_list, device_list_version, created_ms
-		FROM accounts WHERE username = $1`, username).Scan(&a.AccountKey, &a.DeviceList, &version, &created)
+	err := s.pool.QueryRow(ctx, `SELECT account_key, device_list, device_list_version, created_ms, delivery_token_hash
+		FROM accounts WHERE username = $1`, username).Scan(&a.AccountKey, &a.DeviceList, &version, &created, &a.DeliveryTokenHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Account{}, notFound("account %q", username)
 	}
@@ -185,17 +185,19 @@ func scanDevice(row pgx.Row, ref store.DeviceRef) (store.Device, error) {
 // differ from the stored device's is a different device reusing the id: the
 // old one is removed with its prekeys and queue (they were made for keys no
 // longer in the list) and the new one added. Removing a device row
-// cascades to its prekeys and messages.
+// cascades to its prekeys and messages. The change's prekeys and new
+// account key go in the same transaction.
 //
 // The account row is locked first, so two updates of one account run one
-// after the other and the second compares against the first's version.
-func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []byte, version uint64, newDevices []store.Device) error {
-	v, err := int64Of("device list version", version)
+// after the other and the second compares against the first's version and
+// account key.
+func (s *Store) UpdateDeviceList(ctx context.Context, username string, c store.DeviceListChange) error {
+	v, err := int64Of("device list version", c.Version)
 	if err != nil {
 		return err
 	}
-	listed := make(map[uint32]store.Device, len(newDevices))
-	for _, d := range newDevices {
+	listed := make(map[uint32]store.Device, len(c.Devices))
+	for _, d := range c.Devices {
 		if d.Username != "" && d.Username != username {
 			return fmt.Errorf("postgres: update device list of %q: device %d belongs to %q", username, d.ID, d.Username)
 		}
@@ -204,15 +206,24 @@ func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []by
 		}
 		listed[d.ID] = d
 	}
+	for id := range c.Prekeys {
+		if _, ok := listed[id]; !ok {
+			return fmt.Errorf("postgres: update device list of %q: prekeys for device %d, which is not in the list: %w", username, id, store.ErrNotFound)
+		}
+	}
 
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		var cur int64
-		err := tx.QueryRow(ctx, "SELECT device_list_version FROM accounts WHERE username = $1 FOR UPDATE", username).Scan(&cur)
+		var key []byte
+		err := tx.QueryRow(ctx, "SELECT device_list_version, account_key FROM accounts WHERE username = $1 FOR UPDATE", username).Scan(&cur, &key)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound("account %q", username)
 		}
 		if err != nil {
 			return fmt.Errorf("postgres: update device list of %q: %w", username, err)
+		}
+		if c.ExpectAccountKey != nil && !bytes.Equal(key, c.ExpectAccountKey) {
+			return fmt.Errorf("postgres: update device list of %q: %w", username, store.ErrAccountKeyChanged)
 		}
 		if v <= cur {
 			return fmt.Errorf("postgres: update device list of %q to version %d over %d: %w", username, v, cur, store.ErrVersionConflict)
@@ -231,13 +242,19 @@ func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []by
 			}
 			b.Queue("DELETE FROM devices WHERE username = $1 AND device_id = $2", username, o.ID)
 		}
-		for _, d := range newDevices {
+		for _, d := range c.Devices {
 			if !kept[d.ID] {
 				queueInsertDevice(b, username, d)
 			}
 		}
-		b.Queue("UPDATE accounts SET device_list = $1, device_list_version = $2 WHERE username = $3",
-			nonNil(list), v, username)
+		for id, up := range c.Prekeys {
+			queueUploadPrekeys(b, store.DeviceRef{Username: username, ID: id}, up)
+		}
+		if c.NewAccountKey != nil {
+			key = c.NewAccountKey
+		}
+		b.Queue("UPDATE accounts SET device_list = $1, device_list_version = $2, account_key = $3 WHERE username = $4",
+			nonNil(c.List), v, nonNil(key), username)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("postgres: update device list of %q: %w", username, err)
 		}

@@ -40,10 +40,10 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account, devices []st
 
 	return s.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO accounts
-			(username, account_key, device_list, device_list_version, created_ms)
-			VALUES (?, ?, ?, ?, ?)
+			(username, account_key, device_list, device_list_version, created_ms, delivery_token_hash)
+			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (username) DO NOTHING`,
-			a.Username, nonNil(a.AccountKey), nonNil(a.DeviceList), version, ms(a.Created))
+			a.Username, nonNil(a.AccountKey), nonNil(a.DeviceList), version, ms(a.Created), nonNil(a.DeliveryTokenHash))
 		if err != nil {
 			return fmt.Errorf("sqlite: create account %q: %w", a.Username, err)
 		}
@@ -97,8 +97,8 @@ func deleteDevice(ctx context.Context, tx *sql.Tx, username string, id uint32) e
 func (s *Store) Account(ctx context.Context, username string) (store.Account, error) {
 	a := store.Account{Username: username}
 	var version, created int64
-	err := s.r.QueryRowContext(ctx, `SELECT account_key, device_list, device_list_version, created_ms
-		FROM accounts WHERE username = ?`, username).Scan(&a.AccountKey, &a.DeviceList, &version, &created)
+	err := s.r.QueryRowContext(ctx, `SELECT account_key, device_list, device_list_version, created_ms, delivery_token_hash
+		FROM accounts WHERE username = ?`, username).Scan(&a.AccountKey, &a.DeviceList, &version, &created, &a.DeliveryTokenHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Account{}, notFound("account %q", username)
 	}
@@ -184,14 +184,15 @@ func scanDevice(row *sql.Row, ref store.DeviceRef) (store.Device, error) {
 // UpdateDeviceList installs a newer device list. A listed id whose keys
 // differ from the stored device's is a different device reusing the id: the
 // old one is removed with its prekeys and queue (they were made for keys no
-// longer in the list) and the new one added.
-func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []byte, version uint64, newDevices []store.Device) error {
-	v, err := int64Of("device list version", version)
+// longer in the list) and the new one added. The change's prekeys and new
+// account key go in the same transaction.
+func (s *Store) UpdateDeviceList(ctx context.Context, username string, c store.DeviceListChange) error {
+	v, err := int64Of("device list version", c.Version)
 	if err != nil {
 		return err
 	}
-	listed := make(map[uint32]store.Device, len(newDevices))
-	for _, d := range newDevices {
+	listed := make(map[uint32]store.Device, len(c.Devices))
+	for _, d := range c.Devices {
 		if d.Username != "" && d.Username != username {
 			return fmt.Errorf("sqlite: update device list of %q: device %d belongs to %q", username, d.ID, d.Username)
 		}
@@ -200,15 +201,24 @@ func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []by
 		}
 		listed[d.ID] = d
 	}
+	for id := range c.Prekeys {
+		if _, ok := listed[id]; !ok {
+			return fmt.Errorf("sqlite: update device list of %q: prekeys for device %d, which is not in the list: %w", username, id, store.ErrNotFound)
+		}
+	}
 
 	return s.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var cur int64
-		err := tx.QueryRowContext(ctx, "SELECT device_list_version FROM accounts WHERE username = ?", username).Scan(&cur)
+		var key []byte
+		err := tx.QueryRowContext(ctx, "SELECT device_list_version, account_key FROM accounts WHERE username = ?", username).Scan(&cur, &key)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("account %q", username)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: update device list of %q: %w", username, err)
+		}
+		if c.ExpectAccountKey != nil && !bytes.Equal(key, c.ExpectAccountKey) {
+			return fmt.Errorf("sqlite: update device list of %q: %w", username, store.ErrAccountKeyChanged)
 		}
 		if v <= cur {
 			return fmt.Errorf("sqlite: update device list of %q to version %d over %d: %w", username, v, cur, store.ErrVersionConflict)
@@ -228,7 +238,7 @@ func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []by
 				return err
 			}
 		}
-		for _, d := range newDevices {
+		for _, d := range c.Devices {
 			if kept[d.ID] {
 				continue
 			}
@@ -236,8 +246,16 @@ func (s *Store) UpdateDeviceList(ctx context.Context, username string, list []by
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET device_list = ?, device_list_version = ? WHERE username = ?",
-			nonNil(list), v, username); err != nil {
+		for id, up := range c.Prekeys {
+			if err := uploadPrekeys(ctx, tx, store.DeviceRef{Username: username, ID: id}, up); err != nil {
+				return err
+			}
+		}
+		if c.NewAccountKey != nil {
+			key = c.NewAccountKey
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE accounts SET device_list = ?, device_list_version = ?, account_key = ? WHERE username = ?",
+			nonNil(c.List), v, nonNil(key), username); err != nil {
 			return fmt.Errorf("sqlite: update device list of %q: %w", username, err)
 		}
 		return nil

@@ -186,7 +186,7 @@ func testUpdateDeviceList(t *testing.T, h *harness) {
 
 	// Not newer: refused, nothing changes.
 	for _, v := range []uint64{0, 1} {
-		err := s.UpdateDeviceList(ctx, "alice", []byte("stale"), v, []store.Device{newDevice("alice", 1)})
+		err := s.UpdateDeviceList(ctx, "alice", change([]byte("stale"), v, []store.Device{newDevice("alice", 1)}))
 		wantErr(t, err, store.ErrVersionConflict, fmt.Sprintf("UpdateDeviceList version %d over 1", v))
 	}
 	got, err := s.Account(ctx, "alice")
@@ -199,8 +199,7 @@ func testUpdateDeviceList(t *testing.T, h *harness) {
 	// stored ones.
 	kept := newDevice("alice", 1)
 	kept.Created, kept.LastSeen = t0.Add(24*time.Hour), t0.Add(24*time.Hour)
-	must(t, s.UpdateDeviceList(ctx, "alice", []byte("list-v2"), 2,
-		[]store.Device{newDevice("alice", 3), kept}), "UpdateDeviceList v2")
+	must(t, s.UpdateDeviceList(ctx, "alice", change([]byte("list-v2"), 2, []store.Device{newDevice("alice", 3), kept})), "UpdateDeviceList v2")
 	got, err = s.Account(ctx, "alice")
 	must(t, err, "Account")
 	want := newAccount("alice", 2)
@@ -230,15 +229,14 @@ func testUpdateDeviceList(t *testing.T, h *harness) {
 	}
 
 	// Version 3 lists device 2 again: it starts empty, nothing comes back.
-	must(t, s.UpdateDeviceList(ctx, "alice", []byte("list-v3"), 3,
-		[]store.Device{newDevice("alice", 1), newDevice("alice", 2), newDevice("alice", 3)}), "UpdateDeviceList v3")
+	must(t, s.UpdateDeviceList(ctx, "alice", change([]byte("list-v3"), 3, []store.Device{newDevice("alice", 1), newDevice("alice", 2), newDevice("alice", 3)})), "UpdateDeviceList v3")
 	checkDevices(t, s, "alice", d1, newDevice("alice", 2), newDevice("alice", 3))
 	checkCounts(t, s, a2, 0, 0)
 	if msgs := pending(t, s, a2); len(msgs) != 0 {
 		t.Fatalf("re-added device got back %d old messages", len(msgs))
 	}
 
-	err = s.UpdateDeviceList(ctx, "nobody", []byte("list"), 2, []store.Device{newDevice("nobody", 1)})
+	err = s.UpdateDeviceList(ctx, "nobody", change([]byte("list"), 2, []store.Device{newDevice("nobody", 1)}))
 	wantErr(t, err, store.ErrNotFound, "UpdateDeviceList(nobody)")
 }
 
@@ -256,8 +254,7 @@ func testUpdateDeviceListChangedKeys(t *testing.T, h *harness) {
 	replaced.IdentityKey = []byte("new-identity-key")
 	replaced.Created = t0.Add(48 * time.Hour)
 	replaced.LastSeen = replaced.Created
-	must(t, s.UpdateDeviceList(ctx, "alice", []byte("list-v2"), 2,
-		[]store.Device{newDevice("alice", 1), replaced}), "UpdateDeviceList")
+	must(t, s.UpdateDeviceList(ctx, "alice", change([]byte("list-v2"), 2, []store.Device{newDevice("alice", 1), replaced})), "UpdateDeviceList")
 	checkDevices(t, s, "alice", newDevice("alice", 1), replaced)
 	checkCounts(t, s, a2, 0, 0)
 	if msgs := pending(t, s, a2); len(msgs) != 0 {

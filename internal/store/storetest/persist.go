@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -8,8 +9,8 @@ import (
 )
 
 // testDataSurvivesReopen closes the store and opens the same database
-// again: accounts, devices, prekeys, queues, acks and the seq counter all
-// persist.
+// again: accounts (with delivery token hashes and blocked lists), devices,
+// prekeys, queues, acks and the seq counter all persist.
 func testDataSurvivesReopen(t *testing.T, h *harness) {
 	const name = "data_survives_reopen"
 	ctx := t.Context()
@@ -18,9 +19,10 @@ func testDataSurvivesReopen(t *testing.T, h *harness) {
 
 	s := h.store(t, name)
 	createAccount(t, s, "bob", 1, 2)
-	must(t, s.UpdateDeviceList(ctx, "bob", []byte("list-v2"), 2,
-		[]store.Device{newDevice("bob", 1), newDevice("bob", 2)}), "UpdateDeviceList")
+	must(t, s.UpdateDeviceList(ctx, "bob", change([]byte("list-v2"), 2, []store.Device{newDevice("bob", 1), newDevice("bob", 2)})), "UpdateDeviceList")
 	must(t, s.TouchDevice(ctx, b1, seen), "TouchDevice")
+	must(t, s.SetDeliveryTokenHash(ctx, "bob", []byte("token-hash-of-bob")), "SetDeliveryTokenHash")
+	must(t, s.SetBlocked(ctx, "bob", []string{"mallory", "eve"}), "SetBlocked")
 	first, err := s.TakePrekeys(ctx, b1)
 	must(t, err, "TakePrekeys")
 	stored, err := s.Enqueue(ctx, []store.Message{newMessage(b1, 1, "one"), newMessage(b1, 2, "two"), newMessage(b1, 3, "three")})
@@ -32,7 +34,11 @@ func testDataSurvivesReopen(t *testing.T, h *harness) {
 	must(t, err, "Account after reopen")
 	want := newAccount("bob", 2)
 	want.DeviceList = []byte("list-v2")
+	want.DeliveryTokenHash = []byte("token-hash-of-bob")
 	checkAccount(t, acct, want)
+	if blocked, err := s.Blocked(ctx, "bob"); err != nil || !slices.Equal(blocked, []string{"eve", "mallory"}) {
+		t.Fatalf("Blocked after reopen = %q, %v", blocked, err)
+	}
 	d1 := newDevice("bob", 1)
 	d1.LastSeen = seen
 	checkDevices(t, s, "bob", d1, newDevice("bob", 2))

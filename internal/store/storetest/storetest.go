@@ -39,6 +39,15 @@
 //     device keeps its Created and LastSeen.
 //   - TakePrekeys that fails with ErrNotFound (no signed prekey, or no KEM
 //     key at all) consumes no one-time key.
+//   - An account's DeliveryTokenHash is empty until set, and neither a
+//     device-list change nor an account-key replacement touches it.
+//   - SetBlocked replaces the whole list; Blocked returns it sorted and
+//     without duplicates, empty (not an error) for an account that blocks
+//     nobody; both return ErrNotFound for an unknown account.
+//   - UpdateDeviceList is all or none with its prekeys and new account key:
+//     a version conflict, a changed account key (ExpectAccountKey) or
+//     prekeys for an unlisted device leave the list, the devices, the
+//     prekeys and the account key as they were.
 package storetest
 
 import (
@@ -89,6 +98,12 @@ func Run(t *testing.T, open OpenFunc) {
 		{"concurrent_enqueue", testConcurrentEnqueue},
 		{"seqs_never_reused", testSeqsNeverReused},
 		{"data_survives_reopen", testDataSurvivesReopen},
+		{"delivery_token_hash", testDeliveryTokenHash},
+		{"blocked", testBlocked},
+		{"update_device_list_with_prekeys", testUpdateDeviceListWithPrekeys},
+		{"update_device_list_expect_account_key", testUpdateDeviceListExpectAccountKey},
+		{"update_device_list_new_account_key", testUpdateDeviceListNewAccountKey},
+		{"concurrent_account_key_resets", testConcurrentAccountKeyResets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -228,7 +243,7 @@ func checkAccount(t *testing.T, got, want store.Account) {
 	t.Helper()
 	if got.Username != want.Username || !bytes.Equal(got.AccountKey, want.AccountKey) ||
 		!bytes.Equal(got.DeviceList, want.DeviceList) || got.DeviceListVersion != want.DeviceListVersion ||
-		!got.Created.Equal(want.Created) {
+		!got.Created.Equal(want.Created) || !bytes.Equal(got.DeliveryTokenHash, want.DeliveryTokenHash) {
 		t.Fatalf("account:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -291,4 +306,9 @@ func seqs(msgs []store.Message) []uint64 {
 func testPing(t *testing.T, h *harness) {
 	s := h.store(t, "ping")
 	must(t, s.Ping(t.Context()), "Ping")
+}
+
+// change is a plain device-list change: no prekeys, no account key.
+func change(list []byte, version uint64, devices []store.Device) store.DeviceListChange {
+	return store.DeviceListChange{List: list, Version: version, Devices: devices}
 }
