@@ -1829,7 +1829,7 @@ func (x *PrekeyCounts) GetLow() bool {
 }
 
 // Error codes: bad_request, unauthorized, no_user, username_taken,
-// bad_username, bad_pow, too_large, rate_limited, device_mismatch,
+// bad_username, bad_pow, too_large, rate_limited, device_mismatch, no_such_address,
 // version_conflict, internal.
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
