@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hush-chat/hush/internal/identity"
 	"github.com/hush-chat/hush/internal/store"
@@ -34,7 +35,9 @@ func (ss *session) setBlocked(ctx context.Context, req *wire.SetBlockedRequest) 
 	slices.Sort(names)
 	names = slices.Compact(names)
 	err := ss.s.store.SetBlocked(ctx, ss.ref.Username, names)
-	ss.s.blocks.invalidate(ss.ref.Username) // also on failure: the outcome may be unknown
+	// Also on failure: the outcome may be unknown.
+	ss.s.blocks.invalidate(ss.ref.Username)
+	ss.s.publishBlocked(ss.ref.Username)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, apiErr(codeUnauthorized, "this account no longer exists")
 	}
@@ -53,46 +56,56 @@ const (
 )
 
 // blockCache remembers each account's blocked list, so checking a send
-// needs no store read. Like deviceCache it relies on this server being the
-// only writer, and drops an entry whenever it changes one. (With several
-// nodes the bus must carry that invalidation.)
+// needs no store read. Like deviceCache, the node that changes a list
+// drops the entry and tells the other nodes to (cluster.go); on a node of
+// several, entries also expire after ttl in case that message is lost.
 type blockCache struct {
+	ttl time.Duration // 0: entries live until invalidated
+
 	mu    sync.Mutex
 	gen   uint64 // bumped by every invalidation
 	names int    // names across all entries
-	m     map[string]map[string]struct{}
+	m     map[string]blockEntry
 }
 
-func newBlockCache() *blockCache { return &blockCache{m: map[string]map[string]struct{}{}} }
+type blockEntry struct {
+	set map[string]struct{}
+	at  time.Time // when read from the store (monotonic)
+}
+
+func newBlockCache(ttl time.Duration) *blockCache {
+	return &blockCache{ttl: ttl, m: map[string]blockEntry{}}
+}
 
 // blocks reports whether user blocks sender.
 func (c *blockCache) blocks(ctx context.Context, st store.Store, user, sender string) (bool, error) {
 	c.mu.Lock()
-	set, ok := c.m[user]
+	e, ok := c.m[user]
 	gen := c.gen
 	c.mu.Unlock()
-	if !ok {
+	if !ok || c.ttl > 0 && time.Since(e.at) >= c.ttl {
+		at := time.Now()
 		list, err := st.Blocked(ctx, user)
 		if err != nil {
 			return false, err
 		}
-		set = make(map[string]struct{}, len(list))
+		e = blockEntry{set: make(map[string]struct{}, len(list)), at: at}
 		for _, n := range list {
-			set[n] = struct{}{}
+			e.set[n] = struct{}{}
 		}
 		c.mu.Lock()
 		// A list that changed while we read it may be stale: do not keep it.
 		if c.gen == gen {
-			if len(c.m) >= maxCachedBlockLists || c.names+len(set) > maxCachedBlocked {
+			if len(c.m) >= maxCachedBlockLists || c.names+len(e.set) > maxCachedBlocked {
 				clear(c.m)
 				c.names = 0
 			}
-			c.names += len(set) - len(c.m[user])
-			c.m[user] = set
+			c.names += len(e.set) - len(c.m[user].set)
+			c.m[user] = e
 		}
 		c.mu.Unlock()
 	}
-	_, b := set[sender]
+	_, b := e.set[sender]
 	return b, nil
 }
 
@@ -100,7 +113,7 @@ func (c *blockCache) blocks(ctx context.Context, st store.Store, user, sender st
 func (c *blockCache) invalidate(user string) {
 	c.mu.Lock()
 	c.gen++
-	c.names -= len(c.m[user])
+	c.names -= len(c.m[user].set)
 	delete(c.m, user)
 	c.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hush-chat/hush/internal/store"
 )
@@ -13,33 +14,45 @@ import (
 const maxCachedAccounts = 100_000
 
 // deviceCache remembers each account's current device ids, so checking a
-// send's copies against the device list needs no store read. This server
-// is the only writer of device lists and drops an entry whenever it
-// changes one. (With several nodes the bus must carry that invalidation.)
+// send's copies against the device list needs no store read. The node
+// that changes a device list drops the entry (invalidate) and tells the
+// other nodes to drop theirs (cluster.go). Since that message can be
+// lost, entries on a node of several also expire after ttl.
 type deviceCache struct {
+	ttl time.Duration // 0: entries live until invalidated
+
 	mu  sync.Mutex
 	gen uint64 // bumped by every invalidation
-	m   map[string][]uint32
+	m   map[string]devEntry
 }
 
-func newDeviceCache() *deviceCache { return &deviceCache{m: map[string][]uint32{}} }
+type devEntry struct {
+	ids []uint32
+	at  time.Time // when read from the store (monotonic)
+}
+
+func newDeviceCache(ttl time.Duration) *deviceCache {
+	return &deviceCache{ttl: ttl, m: map[string]devEntry{}}
+}
 
 // devices returns the ids of user's devices in ascending order, from the
-// cache or the store. store.ErrNotFound (or no devices) means no account.
-func (c *deviceCache) devices(ctx context.Context, st store.Store, user string) ([]uint32, error) {
+// cache or the store, and whether they came from the cache.
+// store.ErrNotFound (or no devices) means no account.
+func (c *deviceCache) devices(ctx context.Context, st store.Store, user string) (ids []uint32, cached bool, err error) {
 	c.mu.Lock()
-	ids, ok := c.m[user]
+	e, ok := c.m[user]
 	gen := c.gen
 	c.mu.Unlock()
-	if ok {
-		return ids, nil
+	if ok && (c.ttl == 0 || time.Since(e.at) < c.ttl) {
+		return e.ids, true, nil
 	}
+	at := time.Now()
 	devs, err := st.Devices(ctx, user)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(devs) == 0 {
-		return nil, store.ErrNotFound
+		return nil, false, store.ErrNotFound
 	}
 	ids = make([]uint32, len(devs))
 	for i, d := range devs {
@@ -52,10 +65,10 @@ func (c *deviceCache) devices(ctx context.Context, st store.Store, user string) 
 		if len(c.m) >= maxCachedAccounts {
 			clear(c.m)
 		}
-		c.m[user] = ids
+		c.m[user] = devEntry{ids: ids, at: at}
 	}
 	c.mu.Unlock()
-	return ids, nil
+	return ids, false, nil
 }
 
 // invalidate drops user's entry after its device list changed.
@@ -64,4 +77,19 @@ func (c *deviceCache) invalidate(user string) {
 	c.gen++
 	delete(c.m, user)
 	c.mu.Unlock()
+}
+
+// recipientDevices returns user's device ids for checking a send's
+// copies. fits says whether the copies match them; a cached list they do
+// not match is read again from the store once before the sender is told
+// it is wrong, because a cached list may be stale where the sender's is
+// not (another node changed it and its invalidation was lost).
+func (s *Server) recipientDevices(ctx context.Context, user string, fits func(ids []uint32) bool) ([]uint32, error) {
+	ids, cached, err := s.devices.devices(ctx, s.store, user)
+	if err != nil || !cached || fits(ids) {
+		return ids, err
+	}
+	s.devices.invalidate(user)
+	ids, _, err = s.devices.devices(ctx, s.store, user)
+	return ids, err
 }

@@ -92,7 +92,9 @@ func (s *Server) checkDeviceList(ctx context.Context, acct store.Account, raw []
 func (s *Server) installDeviceList(ctx context.Context, n *newList, c store.DeviceListChange, from *session) (store.Account, error) {
 	c.List, c.Version, c.Devices = n.raw, n.list.List.Version, n.devices
 	err := s.store.UpdateDeviceList(ctx, n.user, c)
-	s.devices.invalidate(n.user) // also on failure: the outcome may be unknown
+	// Also on failure: the outcome may be unknown.
+	s.devices.invalidate(n.user)
+	s.publishDevices(n.user)
 	switch {
 	case errors.Is(err, store.ErrVersionConflict):
 		return store.Account{}, apiErr(codeVersionConflict, "device list version %d is not newer than the stored one", n.list.List.Version)

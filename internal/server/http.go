@@ -47,8 +47,19 @@ func (s *Server) handlePow(w http.ResponseWriter, r *http.Request) {
 	writeProto(w, http.StatusOK, &wire.PowChallenge{Challenge: s.pow.New(), Bits: uint32(s.pow.Bits())})
 }
 
-// handleReady answers 200 only while the store answers.
+// handleReady answers 200 only while the store answers (for PostgreSQL:
+// a connection can be had and answers a ping) and the server is not
+// shutting down, so a load balancer sends new connections elsewhere.
+// It does not look at the bus: a node cut off from NATS still serves its
+// own devices, and its sweeps deliver what wake-ups would have.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

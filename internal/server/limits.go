@@ -11,8 +11,8 @@ import "time"
 //	RegistrationBurst        5
 //	SendsPerMinute        1200   per sending account (one send = one message, all its copies)
 //	SendBurst             1000   (a client flushing a long outbox is not refused)
-//	SealedSendsPerMinute   600   per recipient and client IP (the sender is unknown)
-//	SealedSendBurst        600
+//	SealedSendsPerMinute  1200   per recipient and client IP (the sender is unknown)
+//	SealedSendBurst       1000   (matches SendBurst: a flushed outbox is not refused)
 //	PrekeyFetchesPerMinute  60   per requesting account, counted per device bundle
 //	PrekeyFetchBurst        60
 //	AccountLookupsPerMinute 60   per client IP (GET /v1/account/{username})
@@ -38,7 +38,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		RegistrationsPerHour: 10, RegistrationBurst: 5,
 		SendsPerMinute: 1200, SendBurst: 1000,
-		SealedSendsPerMinute: 600, SealedSendBurst: 600,
+		SealedSendsPerMinute: 1200, SealedSendBurst: 1000,
 		PrekeyFetchesPerMinute: 60, PrekeyFetchBurst: 60,
 		AccountLookupsPerMinute: 60, AccountLookupBurst: 60,
 		DeviceListPostsPerHour: 20, DeviceListPostBurst: 10,

@@ -15,6 +15,7 @@ type metrics struct {
 	acked         prometheus.Counter
 	expired       prometheus.Counter
 	dropped       prometheus.Counter
+	swept         prometheus.Counter
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	registrations *prometheus.CounterVec
@@ -47,6 +48,10 @@ func newMetrics() *metrics {
 			Name: "hush_messages_dropped_blocked_total",
 			Help: "Authenticated sends acknowledged but dropped because the recipient blocks the sender.",
 		}),
+		swept: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_messages_swept_total",
+			Help: "Envelopes pushed by a connection's periodic sweep rather than a wake-up: wake-ups lost between nodes.",
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hush_requests_total",
 			Help: "Requests by type and result code (ok or the error code sent).",
@@ -64,7 +69,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.connections, m.stored, m.delivered, m.acked, m.expired, m.dropped,
+		m.connections, m.stored, m.delivered, m.acked, m.expired, m.dropped, m.swept,
 		m.requests, m.duration, m.registrations,
 	)
 	return m

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -28,8 +26,9 @@ import (
 // socket lives at most ProvisionLifetime. The body is HPKE-sealed to a key
 // only the device holds, with a secret only the link code carries, so the
 // relay can neither read nor forge it. Relaying is in memory only: the
-// address and body are never stored and never logged. (Node-local: with
-// several nodes, the primary must reach the node holding the socket.)
+// address and body are never stored and never logged. With several
+// nodes, the primary's node hands the body to the node holding the
+// socket (provrelay.go).
 
 // provisionAddressSize is the relay address's random bytes (32 hex digits).
 const provisionAddressSize = 16
@@ -73,9 +72,7 @@ func (s *Server) serveProvision(c *websocket.Conn, ip string) {
 	s.metrics.connections.Inc()
 	defer s.metrics.connections.Dec()
 
-	var raw [provisionAddressSize]byte
-	rand.Read(raw[:])
-	addr := hex.EncodeToString(raw[:])
+	addr := s.newRelayAddress()
 	slot := &provisionSlot{conn: c, done: make(chan struct{})}
 	if !s.addProvision(addr, slot) {
 		c.Close(websocket.StatusGoingAway, "server shutting down")
@@ -146,6 +143,14 @@ func (ss *session) provisionSend(req *wire.ProvisionSendRequest) (*wire.ServerFr
 	}
 	slot := ss.s.takeProvision(req.Address)
 	if slot == nil {
+		if holder, ok := ss.s.relayHolder(req.Address); ok {
+			// The device waits on another node (provrelay.go).
+			if err := ss.s.relayLink(req.Address, holder, req.Body); err != nil {
+				return nil, err
+			}
+			ss.s.log.Info("provision relayed", "to_node", holder.String())
+			return okFrame(), nil
+		}
 		return nil, apiErr(codeNoSuchAddress, "no device is waiting at that link address; make a new link code")
 	}
 	defer close(slot.done)

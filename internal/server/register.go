@@ -38,6 +38,7 @@ func (s *Server) register(ctx context.Context, req *wire.RegisterRequest, ip str
 			}
 			return nil, apiErr(codeBadPow, "%v; fetch a new challenge from /v1/pow", err)
 		}
+		s.publishPowSpent(req.PowChallenge)
 	}
 	switch _, err := s.store.Account(ctx, user); {
 	case err == nil:

@@ -162,19 +162,26 @@ func (ss *session) send(ctx context.Context, id uint64, start time.Time, req *wi
 	if err != nil {
 		return nil, err
 	}
-	devices, err := ss.s.devices.devices(ctx, ss.s.store, user)
+	self := user == ss.ref.Username
+	recipients := func(ids []uint32) []uint32 {
+		if self {
+			// A sync copy to the sender's own other devices: the sending
+			// device never sends to itself (§9.8).
+			return slices.DeleteFunc(slices.Clone(ids), func(d uint32) bool { return d == ss.ref.ID })
+		}
+		return ids
+	}
+	devices, err := ss.s.recipientDevices(ctx, user, func(ids []uint32) bool {
+		missing, extra := compareDevices(recipients(ids), req.Copies)
+		return len(missing)+len(extra) == 0
+	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, noUser(user)
 	}
 	if err != nil {
 		return nil, err
 	}
-	self := user == ss.ref.Username
-	if self {
-		// A sync copy to the sender's own other devices: the sending
-		// device never sends to itself (§9.8).
-		devices = slices.DeleteFunc(slices.Clone(devices), func(d uint32) bool { return d == ss.ref.ID })
-	}
+	devices = recipients(devices)
 	if missing, extra := compareDevices(devices, req.Copies); len(missing)+len(extra) > 0 {
 		return &wire.ServerFrame{Body: &wire.ServerFrame_Sent{Sent: &wire.SendResponse{
 			MissingDevices: missing, ExtraDevices: extra,

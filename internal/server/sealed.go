@@ -90,19 +90,23 @@ func (s *Server) sealedSend(ctx context.Context, req *wire.SealedSendRequest, ip
 	if !tokenMatches(req.DeliveryToken, acct.DeliveryTokenHash) {
 		return nil, apiErr(codeUnauthorized, "wrong or missing delivery token for %s", user)
 	}
-	devices, err := s.devices.devices(ctx, s.store, user)
+	// The sender is unknown, so a sealed copy set may leave out one of
+	// the recipient's devices: the sender's own, when it syncs its other
+	// devices with its own token (§9.8). (A recipient with one device
+	// cannot miss it: there is at least one copy, and no extra.)
+	fits := func(ids []uint32) bool {
+		missing, extra := compareDevices(ids, req.Copies)
+		return len(extra) == 0 && len(missing) <= 1
+	}
+	devices, err := s.recipientDevices(ctx, user, fits)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, noUser(user)
 	}
 	if err != nil {
 		return nil, err
 	}
-	// The sender is unknown, so a sealed copy set may leave out one of
-	// the recipient's devices: the sender's own, when it syncs its other
-	// devices with its own token (§9.8). (A recipient with one device
-	// cannot miss it: there is at least one copy, and no extra.)
-	missing, extra := compareDevices(devices, req.Copies)
-	if len(extra) > 0 || len(missing) > 1 {
+	if !fits(devices) {
+		missing, extra := compareDevices(devices, req.Copies)
 		return &wire.SendResponse{MissingDevices: missing, ExtraDevices: extra}, nil
 	}
 

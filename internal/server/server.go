@@ -8,9 +8,10 @@
 // sealed.go (sealed sends, delivery tokens, sender certificates),
 // devicelist.go (device-list changes, account lookup, key reset),
 // blocking.go, provision.go (the linking relay), prekeys.go, delivery.go
-// (pushing queued messages), bus.go (wake-ups), devcache.go, expiry.go,
-// metrics.go, log.go, errors.go, limits.go, serverkey.go. Subpackages:
-// pow (proof of work), ratelimit.
+// (pushing queued messages, the sweep), bus.go (wake-ups), devcache.go,
+// cluster.go with clustermsg.go and provrelay.go (several nodes sharing
+// one store), expiry.go, metrics.go, log.go, errors.go, limits.go,
+// serverkey.go. Subpackages: pow (proof of work), ratelimit.
 package server
 
 import (
@@ -39,8 +40,16 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	Listen  string // for ListenAndServe, e.g. "127.0.0.1:8090"; port 0 picks one
-	DataDir string // created 0700 if missing; holds hush.db and server.key
+	Listen string // for ListenAndServe, e.g. "127.0.0.1:8090"; port 0 picks one
+	// DataDir is created 0700 if missing and holds hush.db and server.key.
+	// It may be empty only when both Store and ServerKeyFile are given.
+	DataDir string
+	// ServerKeyFile is the server's long-term key (default
+	// DataDir/server.key), created 0600 if missing. Every node of one
+	// deployment must be given the same key: clients pin it, and sender
+	// certificates and proof-of-work challenges of one node must verify
+	// on the others.
+	ServerKeyFile string
 	// PowBits is the registration proof-of-work difficulty (0 turns it
 	// off; at most pow.MaxBits). pow.DefaultBits is the suggested value.
 	PowBits int
@@ -51,6 +60,25 @@ type Config struct {
 	Store           store.Store      // nil: open SQLite at DataDir/hush.db (then owned and closed by the server)
 	Limits          Limits           // zero fields: production defaults (see Limits)
 	Now             func() time.Time // nil: time.Now
+
+	// Several nodes sharing one Store (docs/deploy.md) need all three of
+	// Bus, LowBus and Control, or none (one node: in-process buses).
+	// *natsbus.Bus implements Bus and Control; LowBus is a second one
+	// under a sibling prefix.
+	//
+	// Bus carries "device X has new mail" wake-ups between nodes.
+	Bus Bus
+	// LowBus carries "device X's one-time prekeys run low" wake-ups.
+	LowBus Bus
+	// Control carries the events that keep nodes consistent (cluster.go):
+	// cache invalidations, disconnects of removed devices, link payloads
+	// for a linking device connected to another node.
+	Control Control
+	// SweepInterval is how often each connection re-reads its queue in
+	// case a wake-up was lost (jittered ±25%). Zero means 30s when Bus is
+	// set and never with the in-process bus, which cannot lose one;
+	// negative turns the sweep off.
+	SweepInterval time.Duration
 }
 
 // Server is a Hush server. Make one with New, run it with Serve or
@@ -70,6 +98,11 @@ type Server struct {
 
 	devices *deviceCache
 	blocks  *blockCache
+
+	// cluster is the multi-node state (cluster.go); nil on a single node.
+	cluster *cluster
+	// sweepEvery is Config.SweepInterval resolved; 0 is off.
+	sweepEvery time.Duration
 
 	// bus wakes a device's connections when a message is queued for it;
 	// lowBus when its one-time prekeys run low.
@@ -99,8 +132,15 @@ type Server struct {
 // New opens the store (unless one is given), loads or creates the server
 // key, and prepares the handlers. It does not listen.
 func New(cfg Config) (*Server, error) {
-	if cfg.DataDir == "" {
-		return nil, errors.New("server: DataDir is required (it holds the server key)")
+	if cfg.DataDir == "" && (cfg.Store == nil || cfg.ServerKeyFile == "") {
+		return nil, errors.New("server: DataDir is required (it holds the server key and the SQLite database)")
+	}
+	multi := cfg.Bus != nil || cfg.LowBus != nil || cfg.Control != nil
+	if multi && (cfg.Bus == nil || cfg.LowBus == nil || cfg.Control == nil) {
+		return nil, errors.New("server: Bus, LowBus and Control go together (several nodes need all three)")
+	}
+	if multi && cfg.Store == nil {
+		return nil, errors.New("server: several nodes must share one Store; the default SQLite file is this node's alone")
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("server: TLS needs both a certificate and a key file")
@@ -118,8 +158,6 @@ func New(cfg Config) (*Server, error) {
 		provisions: map[string]*provisionSlot{},
 		connsByIP:  map[string]int{},
 		metrics:    newMetrics(),
-		devices:    newDeviceCache(),
-		blocks:     newBlockCache(),
 
 		authTimeout:       AuthTimeout,
 		provisionLifetime: ProvisionLifetime,
@@ -130,6 +168,22 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	// On one node every change to a device or blocked list goes through
+	// this server, which drops the cached entry itself. With several,
+	// another node's change arrives as a control event, which can be
+	// lost: entries then also expire.
+	var cacheTTL time.Duration
+	if multi {
+		s.bus, s.lowBus = cfg.Bus, cfg.LowBus
+		cacheTTL = clusterCacheTTL
+	}
+	s.devices, s.blocks = newDeviceCache(cacheTTL), newBlockCache(cacheTTL)
+	switch {
+	case cfg.SweepInterval > 0:
+		s.sweepEvery = cfg.SweepInterval
+	case cfg.SweepInterval == 0 && multi:
+		s.sweepEvery = DefaultSweepInterval
+	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -138,12 +192,22 @@ func New(cfg Config) (*Server, error) {
 		// HTTP/1.1 only: WebSockets upgrade over HTTP/1.1.
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("server: create data directory: %w", err)
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("server: create data directory: %w", err)
+		}
 	}
-	var err error
-	if s.key, err = loadOrCreateKey(cfg.DataDir); err != nil {
+	keyPath := cfg.ServerKeyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, serverKeyFile)
+	}
+	key, created, err := loadOrCreateKey(keyPath)
+	if err != nil {
 		return nil, err
+	}
+	s.key = key
+	if created && (cfg.ServerKeyFile != "" || multi) {
+		s.log.Warn("created a new server key; every node of this deployment must use this same file, and clients pin it", "file", keyPath)
 	}
 	s.pub = s.key.Public()
 	secret, err := powSecret(s.key)
@@ -173,6 +237,16 @@ func New(cfg Config) (*Server, error) {
 		s.store, s.ownStore = db, true
 	}
 	s.handler = s.routes()
+	if multi {
+		// Last: nothing may fail after the subscriptions are made
+		// (Close cancels them).
+		if err := s.joinCluster(cfg.Control); err != nil {
+			if s.ownStore {
+				s.store.Close()
+			}
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -258,6 +332,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // it yourself only for a Server that is never served.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		s.leaveCluster()
 		if s.ownStore {
 			s.closeErr = s.store.Close()
 		}
@@ -310,9 +385,15 @@ func (s *Server) untrack(ss *session) {
 }
 
 // disconnect closes every connection of a device that was removed from
-// its account's device list: it is no longer authenticated. (Across
-// several nodes this will travel over the bus.)
+// its account's device list: it is no longer authenticated. Other nodes
+// are told to do the same (cluster.go).
 func (s *Server) disconnect(ref store.DeviceRef, except *session) {
+	s.disconnectLocal(ref, except)
+	s.publishDisconnect(ref)
+}
+
+// disconnectLocal closes this node's connections of ref except one.
+func (s *Server) disconnectLocal(ref store.DeviceRef, except *session) {
 	s.mu.Lock()
 	var list []*session
 	for ss := range s.sessions {

@@ -19,30 +19,39 @@ const (
 	powSecretLabel = "Hush-PoW-HMAC-v1"
 )
 
-// loadOrCreateKey reads dir/server.key, or makes a new key and writes it
-// 0600 if the file does not exist. A file that exists but does not parse
-// is an error, never replaced: clients have pinned the key.
-func loadOrCreateKey(dir string) (keys.ServerPrivate, error) {
-	path := filepath.Join(dir, serverKeyFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		k, err := keys.ParseServerPrivate(b)
-		if err != nil {
-			return keys.ServerPrivate{}, fmt.Errorf("server: %s is not a server key (%v); restore it from a backup: clients have pinned it", path, err)
+// loadOrCreateKey reads the server key at path, or makes a new key and
+// writes it 0600 if the file does not exist. A file that exists but does
+// not parse is an error, never replaced: clients have pinned the key.
+// Several nodes starting at once on a shared directory all end up with
+// the one key whose file was linked into place first. created reports
+// whether this call made the key.
+func loadOrCreateKey(path string) (k keys.ServerPrivate, created bool, err error) {
+	for range 2 {
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			k, err := keys.ParseServerPrivate(b)
+			if err != nil {
+				return keys.ServerPrivate{}, false, fmt.Errorf("server: %s is not a server key (%v); restore it from a backup: clients have pinned it", path, err)
+			}
+			return k, false, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return keys.ServerPrivate{}, false, fmt.Errorf("server: read server key: %w", err)
 		}
-		return k, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return keys.ServerPrivate{}, fmt.Errorf("server: read server key: %w", err)
+		k, err = keys.GenerateServer()
+		if err != nil {
+			return keys.ServerPrivate{}, false, err
+		}
+		err = writeFileAtomic(path, k.Bytes(), 0o600)
+		if err == nil {
+			return k, true, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return keys.ServerPrivate{}, false, fmt.Errorf("server: write server key: %w", err)
+		}
+		// Another process created it meanwhile: use that one.
 	}
-	k, err := keys.GenerateServer()
-	if err != nil {
-		return keys.ServerPrivate{}, err
-	}
-	if err := writeFileAtomic(path, k.Bytes(), 0o600); err != nil {
-		return keys.ServerPrivate{}, fmt.Errorf("server: write server key: %w", err)
-	}
-	return k, nil
+	return keys.ServerPrivate{}, false, fmt.Errorf("server: server key %s keeps appearing and disappearing", path)
 }
 
 // writeFileAtomic writes a temporary file, syncs it and links it into

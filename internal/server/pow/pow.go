@@ -159,6 +159,27 @@ func (i *Issuer) Verify(challenge []byte, username string, nonce uint64) error {
 	return nil
 }
 
+// Spend marks challenge as used without checking any work, for a
+// challenge another server node of the same deployment (same secret)
+// accepted. It ignores a challenge that was not issued with this secret
+// or has expired, so a flood of made-up challenges cannot fill the set;
+// at maxRemembered it does nothing (Verify then refuses new ones anyway).
+func (i *Issuer) Spend(challenge []byte) {
+	c, err := Parse(challenge)
+	if err != nil || !hmac.Equal(c.MAC[:], i.mac(challenge[:expirySize+randomSize])) {
+		return
+	}
+	now := i.now()
+	if !now.Before(c.Expiry) || c.Expiry.After(now.Add(Validity+time.Minute)) {
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if len(i.used) < maxRemembered {
+		i.used[c.Random] = c.Expiry
+	}
+}
+
 // Forget drops spent challenges that have expired; the server calls it
 // now and then so the set does not wait for maxRemembered to shrink.
 func (i *Issuer) Forget() {

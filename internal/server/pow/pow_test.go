@@ -135,3 +135,33 @@ func BenchmarkSolveDefault(b *testing.B) {
 		}
 	}
 }
+
+// TestSpendAcrossIssuers: a challenge one node accepted and another node
+// (same secret) was told about cannot be used on the second; challenges
+// from another secret or expired ones are not remembered.
+func TestSpendAcrossIssuers(t *testing.T) {
+	a, c := newTestIssuer(8)
+	b := NewIssuer([]byte("test secret"), 8, c.now)
+	ch := a.New()
+	n := solve(t, ch, "alice", 8)
+	if err := a.Verify(ch, "alice", n); err != nil {
+		t.Fatal(err)
+	}
+	b.Spend(ch)
+	if err := b.Verify(ch, "alice", n); !errors.Is(err, errReused) {
+		t.Fatalf("spent challenge on the second issuer: got %v, want reuse error", err)
+	}
+
+	foreign := NewIssuer([]byte("other secret"), 8, c.now).New()
+	b.Spend(foreign)
+	b.Spend(ch[:10])
+	old := a.New()
+	c.t = c.t.Add(Validity + time.Second)
+	b.Spend(old)
+	b.mu.Lock()
+	n2 := len(b.used)
+	b.mu.Unlock()
+	if n2 != 1 {
+		t.Fatalf("issuer remembers %d challenges, want only the one spent", n2)
+	}
+}
