@@ -123,6 +123,8 @@ func hostileSetup(t *testing.T) (srv *testServer, m *mitm, alice, bob *Client) {
 
 func TestHostileServerReplaysEnvelopes(t *testing.T) {
 	_, m, alice, bob := hostileSetup(t)
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "say it once")
 	var saved *wire.Envelope
 	// Each envelope arrives twice, plus once more under a new message id
@@ -202,6 +204,8 @@ func TestHostileServerBadBundleSignatureRefused(t *testing.T) {
 
 func TestHostileServerReordersAndDrops(t *testing.T) {
 	_, m, alice, bob := hostileSetup(t)
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "m0")
 	if got, _ := collect(t, bob, 0); len(got) != 1 {
 		t.Fatal("setup")
@@ -246,6 +250,8 @@ func TestHostileServerReordersAndDrops(t *testing.T) {
 
 func TestHostileServerGarbageFrames(t *testing.T) {
 	srv, m, alice, bob := hostileSetup(t)
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "still fine")
 	for name, garbage := range map[string][]byte{
 		"not protobuf":     {0xff, 0xff, 0xff, 0x01},
@@ -297,6 +303,8 @@ func TestHostileServerGarbageFrames(t *testing.T) {
 
 func TestHostileServerChangedAccountKeyAndRollback(t *testing.T) {
 	_, m, alice, bob := hostileSetup(t)
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "hello")
 	bobAcct, _ := bob.account()
 
@@ -332,6 +340,19 @@ func TestHostileServerChangedAccountKeyAndRollback(t *testing.T) {
 		t.Fatalf("send after rollback: %v", err)
 	}
 
+	// A list that does not verify at all is refused.
+	m.set(func(f *wire.ServerFrame) [][]byte {
+		if a := f.GetAccount(); a != nil {
+			a.DeviceList = append([]byte(nil), enc2...)
+			a.DeviceList[len(a.DeviceList)-1] ^= 1
+		}
+		return raw(f)
+	})
+	forget()
+	if _, err := alice.Send(ctxT(t), "bob", "bad signature"); !errors.Is(err, ErrBadDeviceList) {
+		t.Fatalf("send with a bad list signature: %v", err)
+	}
+
 	// A different account key for bob is refused.
 	other, _ := keys.GenerateAccount()
 	forged := bobAcct.DeviceList.List
@@ -349,17 +370,5 @@ func TestHostileServerChangedAccountKeyAndRollback(t *testing.T) {
 	var kc *KeyChangedError
 	if !errors.As(err, &kc) || kc.Username != "bob" {
 		t.Fatalf("send with a changed account key: %v", err)
-	}
-	// A list that does not verify at all is refused.
-	m.set(func(f *wire.ServerFrame) [][]byte {
-		if a := f.GetAccount(); a != nil {
-			a.DeviceList = append([]byte(nil), enc2...)
-			a.DeviceList[len(a.DeviceList)-1] ^= 1
-		}
-		return raw(f)
-	})
-	forget()
-	if _, err := alice.Send(ctxT(t), "bob", "bad signature"); !errors.Is(err, ErrBadDeviceList) {
-		t.Fatalf("send with a bad list signature: %v", err)
 	}
 }

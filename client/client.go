@@ -71,6 +71,10 @@ type Client struct {
 	refill   sync.Mutex // one prekey refill at a time
 	closed   bool
 
+	// sealedHTTP carries sealed sends only (client/sealed.go).
+	sealedOnce sync.Once
+	sealedHTTP *http.Client
+
 	// Test hooks simulating a crash at the two points that matter: inside
 	// the receiving transaction, and after its commit but before the ack.
 	hookBeforeCommit func() error
@@ -79,11 +83,15 @@ type Client struct {
 
 // account is the device's own identity, loaded from the database.
 type account struct {
-	Username   string
-	DeviceID   uint32
-	ServerURL  string
-	ServerKey  keys.ServerPublic
+	Username  string
+	DeviceID  uint32
+	ServerURL string
+	ServerKey keys.ServerPublic
+	// AccountKey is the account's private key, held only by the primary
+	// device; zero on a linked device. Use AccountPub for the public half,
+	// which every device has.
 	AccountKey keys.AccountPrivate
+	AccountPub keys.AccountPublic
 	Signing    keys.DeviceSigningPrivate
 	Identity   keys.IdentityPrivate
 	DeviceList *identity.SignedDeviceList
@@ -120,6 +128,13 @@ func New(cfg Config) (*Client, error) {
 		db.Close()
 		return nil, err
 	}
+	if acct != nil && acct.Registered {
+		// Homes registered before issue 5 lack the own list in peers.
+		if err := ensureSelfPeer(ctx, db, acct, cfg.Now()); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	c.acct = acct
 	return c, nil
 }
@@ -134,6 +149,7 @@ func (c *Client) Close() error {
 	if cur != nil {
 		cur.close()
 	}
+	c.closeSealedHTTP()
 	return c.db.Close()
 }
 
@@ -155,7 +171,7 @@ func (c *Client) Info() (Info, error) {
 		Username:    a.Username,
 		DeviceID:    a.DeviceID,
 		Server:      c.serverURL(a),
-		Fingerprint: Fingerprint(a.AccountKey.Public()),
+		Fingerprint: Fingerprint(a.AccountPub),
 	}, nil
 }
 
@@ -207,7 +223,7 @@ func loadAccount(ctx context.Context, db *sql.DB) (*account, error) {
 	if a.ServerKey, err = keys.ParseServerPublic(serverKey); err != nil {
 		return nil, fmt.Errorf("client: stored server key: %w", err)
 	}
-	if a.AccountKey, err = keys.ParseAccountPrivate(acctKey); err != nil {
+	if a.AccountKey, a.AccountPub, err = parseStoredAccountKey(acctKey); err != nil {
 		return nil, fmt.Errorf("client: stored account key: %w", err)
 	}
 	if a.Signing, err = keys.ParseDeviceSigningPrivate(signKey); err != nil {

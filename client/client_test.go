@@ -17,6 +17,8 @@ func TestSendAndReplyBothDirections(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 
 	mustSend(t, alice, "bob", "hello bob")
 	mustSend(t, alice, "bob", "are you there?")
@@ -59,6 +61,8 @@ func TestRecipientOfflineThenOnline(t *testing.T) {
 	if err := bob.Register(ctxT(t), srv.URL, "bob"); err != nil {
 		t.Fatal(err)
 	}
+	// Contacts already, so no message requests (contacts_test.go).
+	knows(t, bob, "alice", "carol")
 	bob.Close() // bob goes offline
 
 	for i := range 3 {
@@ -80,6 +84,8 @@ func TestServerRestartBetweenSendAndReceive(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "survives a restart")
 	srv.restart()
 	got, _ := collect(t, bob, 0)
@@ -97,6 +103,8 @@ func TestThousandMessagesInOrderWhileReceivingLive(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	const n = 1000
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -147,6 +155,8 @@ func TestSendAndReceiveConcurrentlyOnOneClient(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	const n = 50
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -212,6 +222,8 @@ func TestMessageSizeLimit(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	_, err := alice.Send(ctxT(t), "bob", strings.Repeat("x", 96<<10+1))
 	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("oversized send: %v", err)
@@ -232,6 +244,8 @@ func TestOutboxKeepsMessageWhileServerDown(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "before")
 	if got, _ := collect(t, bob, 0); len(got) != 1 {
 		t.Fatalf("bob got %q", texts(got))
@@ -315,6 +329,8 @@ func TestReceiveWaitReturnsAfterFirstMessage(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	// Nothing pending: returns after the wait with nothing.
 	start := time.Now()
 	if got, _ := collect(t, bob, 200*time.Millisecond); len(got) != 0 {
@@ -346,6 +362,8 @@ func TestCanaryNotInServerFilesOrDebugLog(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	canary := "SDK-CANARY-e1f0-marmalade-skyline"
 	mustSend(t, alice, "bob", canary)
 	mustSend(t, bob, "alice", canary+" back")

@@ -428,6 +428,10 @@ func (c *Client) redialLocked(ctx context.Context, a *account, receiving bool) (
 	if err := c.refillPrekeys(ctx, cn, cn.counts); err != nil {
 		c.cfg.Warn(fmt.Errorf("could not upload new prekeys: %w", err))
 	}
+	// The delivery token's hash and the blocked list (client/sealed.go).
+	if err := c.syncSealedState(ctx, cn); err != nil {
+		c.cfg.Warn(fmt.Errorf("could not update the server's sealed-sender settings: %w", err))
+	}
 	return cn, nil
 }
 

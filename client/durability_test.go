@@ -33,6 +33,8 @@ func TestCrashAfterCommitBeforeAckShowsMessageOnce(t *testing.T) {
 	if err := bob.Register(ctxT(t), srv.URL, "bob"); err != nil {
 		t.Fatal(err)
 	}
+	// Contacts already, so no message requests (contacts_test.go).
+	knows(t, bob, "alice", "carol")
 	mustSend(t, alice, "bob", "exactly once")
 
 	bob.hookBeforeAck = func() error { return errCrash }
@@ -71,6 +73,8 @@ func TestCrashBeforeCommitLosesNothing(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "first try fails")
 	mustSend(t, alice, "bob", "second message")
 
@@ -102,6 +106,8 @@ func TestDuplicateSubmitIsStoredOnce(t *testing.T) {
 	srv := startServer(t)
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	ctx := ctxT(t)
 	a, _ := alice.account()
 	content, err := encodeContent(time.Now(), "sent twice")
@@ -196,6 +202,8 @@ func TestPrekeysRefilledWhenLow(t *testing.T) {
 	if err := bob.Register(ctxT(t), srv.URL, "bob"); err != nil {
 		t.Fatal(err)
 	}
+	// Contacts already, so no message requests (contacts_test.go).
+	knows(t, bob, "alice", "carol")
 	ctx := ctxT(t)
 	cn, err := alice.connection(ctx)
 	if err != nil {
@@ -251,6 +259,8 @@ func TestSignedPrekeyRotatesAndOldSessionsStillStart(t *testing.T) {
 	if err := bob.Register(ctxT(t), srv.URL, "bob"); err != nil {
 		t.Fatal(err)
 	}
+	// Contacts already, so no message requests (contacts_test.go).
+	knows(t, bob, "alice", "carol")
 	// alice starts a session from the first signed prekey...
 	mustSend(t, alice, "bob", "from the old signed prekey")
 	// ...and bob rotates before he reads it.

@@ -50,11 +50,19 @@ func (e *NoUserError) Error() string { return fmt.Sprintf("no user %q", e.Userna
 
 func (e *NoUserError) Unwrap() error { return ErrNoUser }
 
-// KeyChangedError names the peer whose account key changed.
-type KeyChangedError struct{ Username string }
+// KeyChangedError names the peer whose account key changed: their safety
+// number changed, and nothing is sent to them until the user accepts the
+// new key (Client.Trust). Verified says the user had verified the old one.
+type KeyChangedError struct {
+	Username string
+	Verified bool
+}
 
 func (e *KeyChangedError) Error() string {
-	return fmt.Sprintf("the account key of %s changed since you first talked; not trusting it (verify with %s in person)", e.Username, e.Username)
+	if e.Verified {
+		return fmt.Sprintf("WARNING: %s's verified safety number changed (their account key is not the one you verified)", e.Username)
+	}
+	return fmt.Sprintf("safety number with %s changed (their account key is not the one you trusted)", e.Username)
 }
 
 func (e *KeyChangedError) Unwrap() error { return ErrAccountKeyChanged }

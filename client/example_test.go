@@ -44,13 +44,24 @@ func Example() {
 	if _, err := alice.Send(ctx, "bob", "hello bob"); err != nil {
 		log.Fatal(err)
 	}
+	// alice is not one of bob's contacts yet: her first message is a
+	// message request, shown once bob accepts it.
 	err = bob.Receive(ctx, 0, func(e client.Event) {
-		if m, ok := e.(*client.MessageEvent); ok {
-			fmt.Printf("%s/%d: %s\n", m.From, m.Device, m.Text)
+		if r, ok := e.(*client.RequestEvent); ok {
+			fmt.Printf("message request from %s\n", r.From)
 		}
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Output: alice/1: hello bob
+	pending, err := bob.Accept(ctx, "alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range pending {
+		fmt.Printf("%s/%d: %s\n", m.Peer, m.Device, m.Text)
+	}
+	// Output:
+	// message request from alice
+	// alice/1: hello bob
 }

@@ -60,17 +60,17 @@ func (c *Client) fetchPeer(ctx context.Context, cn *conn, user string) (*identit
 	}
 	ak, err := keys.ParseAccountPublic(acc.GetAccountKey())
 	if err != nil {
-		return nil, fmt.Errorf("%w: account key of %s: %v", ErrBadDeviceList, user, err)
+		return nil, &DeviceListError{Username: user, Reason: fmt.Sprintf("the account key is malformed: %v", err)}
 	}
 	sl, err := identity.ParseSignedDeviceList(acc.GetDeviceList())
 	if err != nil {
-		return nil, fmt.Errorf("%w: device list of %s: %v", ErrBadDeviceList, user, err)
+		return nil, &DeviceListError{Username: user, Reason: fmt.Sprintf("it is malformed: %v", err)}
 	}
 	if sl.List.Username != user {
-		return nil, fmt.Errorf("%w: device list of %s names %q", ErrBadDeviceList, user, sl.List.Username)
+		return nil, &DeviceListError{Username: user, Reason: fmt.Sprintf("it is the list of %q", sl.List.Username)}
 	}
 	if err := sl.Verify(ak); err != nil {
-		return nil, fmt.Errorf("%w: device list of %s: bad signature", ErrBadDeviceList, user)
+		return nil, listError(user, err)
 	}
 	encoded, err := sl.Marshal()
 	if err != nil {
@@ -100,7 +100,7 @@ func (c *Client) fetchPeer(ctx context.Context, cn *conn, user string) (*identit
 			return &localError{fmt.Errorf("stored device list of %s: %w", user, err)}
 		}
 		if err := identity.CheckSuccessor(prev, sl); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadDeviceList, err)
+			return listError(user, err)
 		}
 		out = sl
 		if sl.List.Version > prev.List.Version {
@@ -108,10 +108,13 @@ func (c *Client) fetchPeer(ctx context.Context, cn *conn, user string) (*identit
 				encoded, sl.List.Version, c.now().UnixMilli(), user); err != nil {
 				return &localError{err}
 			}
+			// Sessions with devices no longer listed end (client/devices.go).
+			return dropUnlisted(ctx, tx, user, sl)
 		}
 		return nil
 	})
-	if err != nil {
+	// A changed key is kept for "safety" and "trust" (client/trust.go).
+	if err = c.noteKeyCheck(ctx, user, ak, encoded, err); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()

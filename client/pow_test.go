@@ -44,6 +44,8 @@ func TestRegisterSolvesTheServersProofOfWork(t *testing.T) {
 	srv := startServerPow(t, 16) // the server's default difficulty
 	alice := newUser(t, srv.URL, "alice")
 	bob := newUser(t, srv.URL, "bob")
+	// Contacts already, so not a message request (contacts_test.go).
+	knows(t, bob, "alice")
 	mustSend(t, alice, "bob", "registered with work")
 	if got, _ := collect(t, bob, 0); len(got) != 1 {
 		t.Fatalf("bob got %q", texts(got))

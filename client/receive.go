@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,13 +23,17 @@ const seenKeep = 35 * 24 * time.Hour
 // maxBatch bounds the envelopes committed in one transaction.
 const maxBatch = 256
 
-// Event is something Receive reports: *MessageEvent or *DroppedEvent.
+// Event is something Receive reports: *MessageEvent, *DroppedEvent,
+// *DeviceEvent or *RequestEvent.
 type Event interface{ isEvent() }
 
 // MessageEvent is a decrypted message, already stored in the history.
 type MessageEvent struct {
-	ID       MessageID
-	From     string
+	ID   MessageID
+	From string
+	// To is set on a sync copy: a message this account (From) sent from
+	// its device Device to To.
+	To       string
 	Device   uint32
 	Sent     time.Time // as claimed by the sender
 	Received time.Time // when this device received it
@@ -187,8 +192,8 @@ func (c *Client) receivingConn(ctx context.Context, a *account) (*conn, bool, er
 // redeliver hands over messages committed earlier but never handed to the
 // application (the process stopped in between).
 func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error) {
-	rs, err := c.db.QueryContext(ctx, `SELECT seq, peer, message_id, device, sent_ms, received_ms, body FROM history
-		WHERE outgoing = 0 AND state = 0 ORDER BY seq`)
+	rs, err := c.db.QueryContext(ctx, `SELECT seq, peer, outgoing, message_id, device, sent_ms, received_ms, body FROM history
+		WHERE outgoing = 0 AND state = 0 OR unshown = 1 ORDER BY seq`)
 	if err != nil {
 		return 0, &localError{err}
 	}
@@ -198,9 +203,16 @@ func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error)
 		var e MessageEvent
 		var seq, sent, recv int64
 		var id []byte
-		if err := rs.Scan(&seq, &e.From, &id, &e.Device, &sent, &recv, &e.Text); err != nil {
+		var outgoing bool
+		if err := rs.Scan(&seq, &e.From, &outgoing, &id, &e.Device, &sent, &recv, &e.Text); err != nil {
 			rs.Close()
 			return 0, &localError{err}
+		}
+		if outgoing { // a sync copy (client/sync.go)
+			e.To = e.From
+			c.mu.Lock()
+			e.From = c.acct.Username
+			c.mu.Unlock()
 		}
 		copy(e.ID[:], id)
 		e.Sent, e.Received = time.UnixMilli(sent), time.UnixMilli(recv)
@@ -227,7 +239,9 @@ func (c *Client) markHandled(ctx context.Context, seqs []int64) error {
 	defer cancel()
 	return inTx(ctx, c.db, func(tx *sql.Tx) error {
 		for _, s := range seqs {
-			if _, err := tx.ExecContext(ctx, `UPDATE history SET state = 1 WHERE seq = ?`, s); err != nil {
+			// state 1 is "handed over" for incoming rows and "stored" for
+			// outgoing ones; sync copies are both.
+			if _, err := tx.ExecContext(ctx, `UPDATE history SET state = 1, unshown = 0 WHERE seq = ?`, s); err != nil {
 				return &localError{err}
 			}
 		}
@@ -243,6 +257,9 @@ type deviceKey struct {
 // process decrypts, commits and acknowledges a batch of envelopes, then
 // hands the events over. It returns how many messages it handed over.
 func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire.Envelope, handle func(Event)) (int, error) {
+	// Sealed envelopes are opened first: the certificate names the sender
+	// (client/sealed.go).
+	envs, opened := c.unseal(a, envs)
 	// Senders' device lists are needed to check who a new session is
 	// with; fetch the unknown ones before the transaction, since network
 	// waits must not hold the database lock.
@@ -307,6 +324,11 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 				continue
 			}
 			copy(id[:], e.GetMessageId())
+			if err := opened.failure(e); err != nil {
+				// A sealed envelope that did not open names no sender.
+				events = append(events, &DroppedEvent{ID: id, Err: err})
+				continue
+			}
 			var dup int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM seen WHERE sender = ? AND device = ? AND message_id = ?`,
 				k.user, k.device, id[:]).Scan(&dup); err != nil {
@@ -340,7 +362,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 				}
 				rec = r
 			}
-			dec, err := rec.DecryptFrom(responder, k.user, dev.IdentityKey, e.GetContent())
+			dec, err := opened.decrypt(e, rec, responder, dev)
 			if src.err != nil {
 				return src.err // our database failed, not the message
 			}
@@ -356,6 +378,43 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 				if err := consumePrekeys(ctx, tx, dec.Prekeys); err != nil {
 					return err
 				}
+			}
+			// Contacts, requests, blocking, delivery tokens (client/contacts.go).
+			if sc, err := c.screenIncoming(ctx, tx, a, k, id, now, dec.Plaintext); err != nil {
+				var le *localError
+				if errors.As(err, &le) {
+					return err
+				}
+				if err := drop(err); err != nil {
+					return err
+				}
+				continue
+			} else if sc.done {
+				events = append(events, sc.events...)
+				newSeqs = append(newSeqs, sc.seqs...)
+				if err := markSeen(ctx, tx, k, id, now); err != nil {
+					return err
+				}
+				continue
+			}
+			// Sync copies and device notices (client/sync.go).
+			if evs, seqs, ok, err := c.receiveDeviceContent(ctx, tx, a, k, id, dec.Plaintext, now); ok {
+				var le *localError
+				if errors.As(err, &le) {
+					return err
+				}
+				if err != nil {
+					if err := drop(err); err != nil {
+						return err
+					}
+					continue
+				}
+				newSeqs = append(newSeqs, seqs...)
+				events = append(events, evs...)
+				if err := markSeen(ctx, tx, k, id, now); err != nil {
+					return err
+				}
+				continue
 			}
 			body, err := decodeContent(dec.Plaintext)
 			if err != nil {
@@ -407,7 +466,8 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 	}
 	n := 0
 	for _, ev := range events {
-		if _, ok := ev.(*MessageEvent); ok {
+		switch ev.(type) {
+		case *MessageEvent, *DeviceEvent, *RequestEvent:
 			n++
 		}
 		handle(ev)
@@ -415,6 +475,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 	if err := c.markHandled(ctx, newSeqs); err != nil {
 		return n, err
 	}
+	c.afterDeviceEvents(ctx, cn, events)
 	return n, stop
 }
 

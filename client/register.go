@@ -134,6 +134,7 @@ func (c *Client) createPending(ctx context.Context, serverURL, user string, serv
 	if a.AccountKey, err = keys.GenerateAccount(); err != nil {
 		return nil, nil, err
 	}
+	a.AccountPub = a.AccountKey.Public()
 	if a.Signing, err = keys.GenerateDeviceSigning(); err != nil {
 		return nil, nil, err
 	}
@@ -237,6 +238,10 @@ func (c *Client) markRegistered(ctx context.Context, a *account) error {
 	if _, err := c.db.ExecContext(ctx, `UPDATE account SET registered = 1 WHERE id = 1`); err != nil {
 		return &localError{err}
 	}
+	// The own device list is verified like a peer's (client/devices.go).
+	if err := ensureSelfPeer(ctx, c.db, a, c.now()); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	a.Registered = true
 	c.acct = a
@@ -290,8 +295,14 @@ func (c *Client) httpPost(ctx context.Context, server, path string, in, out prot
 // httpDo runs a request whose answer is a protobuf message, or a protobuf
 // Error with a 4xx/5xx status.
 func (c *Client) httpDo(req *http.Request, server string, out proto.Message) error {
+	return doProto(c.http, req, server, out)
+}
+
+// doProto is httpDo with a given HTTP client (sealed sends use one that
+// never reuses connections).
+func doProto(hc *http.Client, req *http.Request, server string, out proto.Message) error {
 	req.Header.Set("Accept", "application/x-protobuf")
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return &UnreachableError{URL: server, Err: err}
 	}

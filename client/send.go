@@ -48,7 +48,8 @@ func (c *Client) Send(ctx context.Context, to, text string) (MessageID, error) {
 	}
 	id := newMessageID()
 	now := c.now()
-	content, err := encodeContent(now, text)
+	// Contacts, blocking and our delivery token (client/contacts.go).
+	content, err := c.outgoingText(ctx, user, now, text)
 	if err != nil {
 		return id, err
 	}
@@ -61,7 +62,8 @@ func (c *Client) Send(ctx context.Context, to, text string) (MessageID, error) {
 			VALUES (?, 1, ?, ?, ?, ?, ?, ?)`, user, id[:], a.DeviceID, now.UnixMilli(), now.UnixMilli(), text, stateQueued); err != nil {
 			return &localError{err}
 		}
-		return nil
+		// The copy for this account's other devices (client/sync.go).
+		return c.queueSyncCopy(ctx, tx, a, user, id, now, text)
 	})
 	if err != nil {
 		return id, err
@@ -201,7 +203,11 @@ func (c *Client) outbox(ctx context.Context) ([]outboxRow, error) {
 // device list stops changing.
 func (c *Client) deliver(ctx context.Context, cn *conn, a *account, row outboxRow) error {
 	for attempt := range maxSendAttempts {
-		list, err := c.peerList(ctx, cn, row.to, attempt > 0)
+		// The recipient's devices, or the own other devices (client/sync.go).
+		list, err := c.deliveryList(ctx, cn, a, row, attempt > 0)
+		if errors.Is(err, errNothingToSend) {
+			return c.markStored(ctx, row.id)
+		}
 		if err != nil {
 			return err
 		}
@@ -209,9 +215,8 @@ func (c *Client) deliver(ctx context.Context, cn *conn, a *account, row outboxRo
 		if err != nil {
 			return err
 		}
-		r, err := cn.request(ctx, &wire.ClientFrame{Body: &wire.ClientFrame_Send{Send: &wire.SendRequest{
-			MessageId: row.id[:], Recipient: row.to, Copies: copies,
-		}}})
+		// Sealed if the recipient's delivery token is known (client/sealed.go).
+		r, err := c.submit(ctx, cn, a, row.id, row.to, copies, list)
 		var se *ServerError
 		if errors.As(err, &se) {
 			switch se.Code {

@@ -9,6 +9,19 @@
 //	hush [--server URL] [--home DIR] recv [--json] [--wait DURATION]
 //	hush [--server URL] [--home DIR] chat USERNAME
 //	hush [--server URL] [--home DIR] whoami
+//	hush [--server URL] [--home DIR] link [--name NAME] [--json]
+//	hush [--server URL] [--home DIR] devices [--json]
+//	hush [--server URL] [--home DIR] devices approve CODE [--no-history]
+//	hush [--server URL] [--home DIR] devices remove ID
+//	hush [--server URL] [--home DIR] recovery-key
+//	hush [--server URL] [--home DIR] restore USERNAME --recovery-key K [--name NAME]
+//	hush [--server URL] [--home DIR] requests [--json]
+//	hush [--server URL] [--home DIR] accept|block|unblock USERNAME
+//	hush [--server URL] [--home DIR] contacts [--json]
+//	hush [--server URL] [--home DIR] safety USERNAME
+//	hush [--server URL] [--home DIR] verify USERNAME [NUMBER]
+//	hush [--server URL] [--home DIR] trust USERNAME
+//	hush [--server URL] [--home DIR] identity reset
 //
 // Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
 // 1 error, 2 usage.
@@ -67,6 +80,21 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] recv [--json] [--wait DURATION]
   hush [--server URL] [--home DIR] chat USERNAME
   hush [--server URL] [--home DIR] whoami
+  hush [--server URL] [--home DIR] link [--name NAME] [--json]     (on a new device)
+  hush [--server URL] [--home DIR] devices [--json]
+  hush [--server URL] [--home DIR] devices approve CODE [--no-history]
+  hush [--server URL] [--home DIR] devices remove ID
+  hush [--server URL] [--home DIR] recovery-key
+  hush [--server URL] [--home DIR] restore USERNAME --recovery-key K [--name NAME]
+  hush [--server URL] [--home DIR] requests [--json]         (messages from people not in your contacts)
+  hush [--server URL] [--home DIR] accept USERNAME
+  hush [--server URL] [--home DIR] block USERNAME
+  hush [--server URL] [--home DIR] unblock USERNAME
+  hush [--server URL] [--home DIR] contacts [--json]
+  hush [--server URL] [--home DIR] safety USERNAME           (the safety number and its QR code)
+  hush [--server URL] [--home DIR] verify USERNAME [NUMBER]
+  hush [--server URL] [--home DIR] trust USERNAME            (accept a changed safety number)
+  hush [--server URL] [--home DIR] identity reset            (new account key; primary device only)
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
 else ` + DefaultServer + `.
@@ -174,6 +202,34 @@ func (c *cmd) run(ctx context.Context, args []string) error {
 		return c.recv(ctx, rest)
 	case "chat":
 		return c.chat(ctx, rest)
+	case "requests":
+		return c.requests(ctx, rest)
+	case "accept":
+		return c.accept(ctx, rest)
+	case "block":
+		return c.block(ctx, rest, true)
+	case "unblock":
+		return c.block(ctx, rest, false)
+	case "contacts":
+		return c.contacts(ctx, rest)
+	case "safety":
+		return c.safety(ctx, rest)
+	case "verify":
+		return c.verify(ctx, rest)
+	case "trust":
+		return c.trust(ctx, rest)
+	case "identity":
+		return c.identity(ctx, rest)
+	case "link":
+		return c.link(ctx, rest)
+	case "devices":
+		return c.devices(ctx, rest)
+	case "recovery-key":
+		return c.recoveryKey(ctx, rest)
+	case "restore":
+		return c.restore(ctx, rest)
+	case "bench":
+		return c.bench(ctx, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	}

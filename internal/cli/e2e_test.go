@@ -17,6 +17,8 @@ func TestCLIWalkthroughBothDirections(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 
 	who := alice.ok("whoami")
 	for _, want := range []string{"alice", "device:      1", s.URL, "fingerprint:"} {
@@ -48,6 +50,8 @@ func TestCLIRecvJSONFormat(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 	before := time.Now().Add(-time.Second)
 	alice.ok("send", "bob", `quotes " and \ backslash`)
 	out := bob.ok("recv", "--json")
@@ -106,6 +110,8 @@ func TestCLIServerDownKeepsMessageInOutbox(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 	s.stop()
 	r := alice.run("", "send", "bob", "written while the server was down")
 	if want := "hush: server unreachable at " + s.URL + "; message kept in outbox\n"; r.code != 1 || r.stderr != want {
@@ -127,6 +133,8 @@ func TestCLIServerRestartBetweenSendAndReceive(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 	alice.ok("send", "bob", "before the restart")
 	s.restart()
 	if got := messages(t, bob.ok("recv")); !slices.Equal(got, []string{"alice: before the restart"}) {
@@ -138,6 +146,8 @@ func TestCLIRecvWaitsForAMessage(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 	if r := bob.run("", "recv", "--wait", "100ms"); r.code != 0 || r.stdout != "" {
 		t.Fatalf("recv --wait with nothing: %+v", r)
 	}
@@ -167,6 +177,8 @@ func TestCLIChatLineMode(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 
 	cmd := alice.command(t.Context(), "chat", "bob")
 	stdin, _ := cmd.StdinPipe()
@@ -207,6 +219,8 @@ func TestCLIThousandMessagesInOrder(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 	const n = 1000
 	var in strings.Builder
 	for i := range n {
@@ -244,6 +258,8 @@ func TestCLICanaryNeverReachesServer(t *testing.T) {
 	s := startServe(t)
 	alice := register(t, s, "alice")
 	bob := register(t, s, "bob")
+	// A contact, so alice's messages are no message requests.
+	bob.ok("accept", "alice")
 	canaries := []string{
 		"CANARY-7f3a9c-zebra-quartz",
 		"canary two: the owl flies at midnight 4417",

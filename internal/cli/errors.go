@@ -14,6 +14,8 @@ func (c *cmd) describe(err error) string {
 	var (
 		queued  *client.QueuedError
 		unreach *client.UnreachableError
+		// keyChanged: a peer's safety number changed (trust.go).
+		keyChanged *client.KeyChangedError
 	)
 	switch {
 	case errors.As(err, &queued):
@@ -35,6 +37,8 @@ func (c *cmd) describe(err error) string {
 		return fmt.Sprintf("%v in %s; use --home DIR for another account or device", err, c.home)
 	case errors.Is(err, context.Canceled):
 		return "interrupted"
+	case errors.As(err, &keyChanged):
+		return describeKeyChange(keyChanged) // client/trust.go
 	}
 	return err.Error()
 }

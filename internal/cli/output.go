@@ -35,6 +35,15 @@ func formatText(when time.Time, from, text string) string {
 	return fmt.Sprintf("[%s] %s: %s", when.Local().Format(textTime), from, sanitize(text))
 }
 
+// formatMessage renders a received message; a sync copy (sent by this
+// account from another device) as "[…] alice -> bob: hello".
+func formatMessage(m *client.MessageEvent) string {
+	if m.To != "" {
+		return formatText(m.Sent, m.From+" -> "+m.To, m.Text)
+	}
+	return formatText(m.Sent, m.From, m.Text)
+}
+
 // sanitize makes a peer's text safe to print on a terminal: control
 // characters (escape sequences could rewrite the screen) are shown as
 // U+FFFD, and each further line is indented so it cannot pass for a
@@ -65,6 +74,9 @@ type jsonMessage struct {
 	Received string `json:"received"`
 	Type     string `json:"type"`
 	Text     string `json:"text"`
+	// To is only on sync copies: a message this account sent from another
+	// device (From is then the own username).
+	To string `json:"to,omitempty"`
 }
 
 func formatJSON(m *client.MessageEvent) string {
@@ -76,6 +88,7 @@ func formatJSON(m *client.MessageEvent) string {
 		Received: m.Received.UTC().Format(jsonTime),
 		Type:     "text",
 		Text:     m.Text,
+		To:       m.To,
 	})
 	return string(b)
 }
@@ -89,12 +102,24 @@ type printer struct {
 func (p printer) event(e client.Event) {
 	switch e := e.(type) {
 	case *client.MessageEvent:
-		line := formatText(e.Sent, e.From, e.Text)
+		line := formatMessage(e)
 		if p.json {
 			line = formatJSON(e)
 		}
 		fmt.Fprintln(p.c.stdout, line)
+	case *client.DeviceEvent:
+		line := deviceLine(e)
+		if p.json {
+			line = formatDeviceJSON(e)
+		}
+		fmt.Fprintln(p.c.stdout, line)
+	case *client.RequestEvent:
+		p.request(e) // contacts.go
 	case *client.DroppedEvent:
+		if e.From == "" { // a sealed envelope that did not open names nobody
+			p.c.warn(fmt.Errorf("dropped a message: %v", e.Err))
+			return
+		}
 		p.c.warn(fmt.Errorf("dropped a message from %s/%d that failed to decrypt: %v", e.From, e.Device, e.Err))
 	}
 }

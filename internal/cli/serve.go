@@ -15,6 +15,12 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	powBits := fs.Int("pow-bits", pow.DefaultBits, "registration proof-of-work difficulty in bits (0 turns it off)")
 	cert := fs.String("tls-cert", "", "TLS certificate file (PEM)")
 	key := fs.String("tls-key", "", "TLS private key file (PEM)")
+	var bf backendFlags
+	fs.StringVar(&bf.db, "db", "", "PostgreSQL URL (postgres://…) shared by every node; default: SQLite in --data")
+	fs.StringVar(&bf.nats, "nats", "", "NATS URL(s), comma-separated, for wake-ups and events between nodes (needs --db)")
+	fs.StringVar(&bf.natsPrefix, "nats-prefix", "hush", "first token of this deployment's NATS subjects")
+	fs.StringVar(&bf.serverKey, "server-key", "", "server key file, the same on every node (created if missing); default: server.key in --data")
+	noLimits := fs.Bool("no-rate-limits", false, "turn off every abuse limit (rate limits and the per-address connection cap); for load tests such as hush bench only")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -27,14 +33,25 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	if *powBits < 0 || *powBits > pow.MaxBits {
 		return usagef("serve: --pow-bits must be 0 to %d", pow.MaxBits)
 	}
-	srv, err := server.New(server.Config{
-		Listen:  *listen,
-		DataDir: *data,
-		PowBits: *powBits,
-		TLSCert: *cert,
-		TLSKey:  *key,
-		Logger:  slog.New(slog.NewTextHandler(c.env.Stderr, nil)),
-	})
+	if err := bf.check(); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(c.env.Stderr, nil))
+	var limits server.Limits // zero: the production defaults
+	if *noLimits {
+		limits = server.Unlimited()
+		logger.Warn("abuse limits are off (--no-rate-limits): for load tests only, never on a public address")
+	}
+	be, err := openBackends(ctx, bf, logger)
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	cfg := be.cfg
+	cfg.Listen, cfg.DataDir, cfg.PowBits = *listen, *data, *powBits
+	cfg.TLSCert, cfg.TLSKey = *cert, *key
+	cfg.Logger, cfg.Limits = logger, limits
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}

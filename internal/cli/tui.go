@@ -118,8 +118,13 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		switch e := msg.ev.(type) {
 		case *client.MessageEvent:
 			m.status = "" // whatever it said, the connection works
-			m.lines = append(m.lines, formatText(e.Sent, e.From, e.Text))
+			m.lines = append(m.lines, formatMessage(e))
 			m.refresh()
+		case *client.DeviceEvent:
+			m.lines = append(m.lines, "* "+deviceLine(e))
+			m.refresh()
+		case *client.RequestEvent:
+			m.status = fmt.Sprintf("message request from %s; \"hush accept %s\" to read it", e.From, e.From)
 		case *client.DroppedEvent:
 			m.status = fmt.Sprintf("dropped a message from %s/%d that failed to decrypt", e.From, e.Device)
 		}

@@ -1,0 +1,188 @@
+package client
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// knows makes c treat peer as a contact, as if it had accepted them
+// earlier, without any message: for tests about other things than
+// message requests.
+func knows(t testing.TB, c *Client, peers ...string) {
+	t.Helper()
+	for _, p := range peers {
+		if err := setContact(ctxT(t), c.db, p, c.now(), `state = ?`, stateContact); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestMessageRequestsAcceptAndContacts(t *testing.T) {
+	srv := startServer(t)
+	bob := newUser(t, srv.URL, "bob")
+	carol := newUser(t, srv.URL, "carol")
+	dave := newUser(t, srv.URL, "dave")
+	ctx := ctxT(t)
+
+	// A stranger's messages wait in the requests, not in the history.
+	mustSend(t, carol, "bob", "hi, I'm carol")
+	mustSend(t, carol, "bob", "are you there?")
+	want(t, "bob", events(t, bob), "request carol", "request carol")
+	if h, _ := bob.History(ctx, "carol", 0); len(h) != 0 {
+		t.Fatalf("requests in the history: %v", h)
+	}
+	reqs, err := bob.Requests(ctx)
+	if err != nil || len(reqs) != 2 || reqs[0].Peer != "carol" || reqs[0].Text != "hi, I'm carol" {
+		t.Fatalf("requests: %v %v", reqs, err)
+	}
+	if k, _ := bob.ContactInfo(ctx, "carol"); k.State != Requested {
+		t.Fatalf("carol is %v", k.State)
+	}
+	// Replying before accepting is refused, and nothing is sent.
+	if _, err := bob.Send(ctx, "carol", "hello?"); err == nil || !strings.Contains(err.Error(), "accept") {
+		t.Fatalf("reply to a request: %v", err)
+	}
+	if cs, _ := bob.Contacts(ctx); len(cs) != 0 {
+		t.Fatalf("contacts before accepting: %v", cs)
+	}
+	// Nothing shows again on the next receive.
+	want(t, "bob", events(t, bob))
+
+	// Accepting hands the requests over, moves them to the history and
+	// gives carol bob's token, so her next message is sealed.
+	pending, err := bob.Accept(ctx, "carol")
+	if err != nil || len(pending) != 2 || pending[1].Text != "are you there?" {
+		t.Fatalf("accept: %v %v", pending, err)
+	}
+	if reqs, _ := bob.Requests(ctx); len(reqs) != 0 {
+		t.Fatalf("requests after accepting: %v", reqs)
+	}
+	want(t, "bob's history", conversation(t, bob, "carol"), "< hi, I'm carol", "< are you there?")
+	want(t, "carol", events(t, carol))
+	if k, _ := carol.ContactInfo(ctx, "bob"); !k.Sealed || k.State != Accepted {
+		t.Fatalf("carol's view of bob: %+v", k)
+	}
+	mustSend(t, carol, "bob", "thanks")
+	mustSend(t, bob, "carol", "welcome")
+	want(t, "bob", events(t, bob), "carol: thanks")
+	want(t, "carol", events(t, carol), "bob: welcome")
+
+	// Writing first makes the other one a contact: dave's answer to bob is
+	// shown at once.
+	mustSend(t, bob, "dave", "hello dave")
+	want(t, "dave", events(t, dave), "request bob")
+	if _, err := dave.Accept(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, dave, "bob", "hi bob")
+	want(t, "bob", events(t, bob), "dave: hi bob")
+
+	cs, err := bob.Contacts(ctx)
+	if err != nil || len(cs) != 2 || cs[0].Username != "carol" || cs[1].Username != "dave" || cs[0].Verified || cs[0].Blocked {
+		t.Fatalf("contacts: %+v %v", cs, err)
+	}
+	// Accepting someone unknown fails; accepting oneself too.
+	if _, err := bob.Accept(ctx, "nobody"); !errors.Is(err, ErrNoUser) {
+		t.Fatalf("accept nobody: %v", err)
+	}
+	if _, err := bob.Accept(ctx, "bob"); err == nil {
+		t.Fatal("accepted oneself")
+	}
+}
+
+func TestBlockedSenderNeverShownSealedOrNot(t *testing.T) {
+	srv := startServer(t)
+	alice := newUser(t, srv.URL, "alice")
+	bob := newUser(t, srv.URL, "bob")
+	carol := newUser(t, srv.URL, "carol")
+	sealedPair(t, alice, bob)
+	ctx := ctxT(t)
+	db := serverDB(t, srv)
+
+	if err := bob.Block(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Block(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	var blocked []string
+	rs, err := db.Query(`SELECT blocked FROM blocked WHERE username = 'bob' ORDER BY blocked`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rs.Next() {
+		var b string
+		rs.Scan(&b)
+		blocked = append(blocked, b)
+	}
+	rs.Close()
+	want(t, "the server's blocked list of bob", blocked, "alice", "carol")
+
+	// Sealed: the server cannot tell, bob's client drops it silently.
+	mustSend(t, alice, "bob", "sealed while blocked")
+	// Authenticated (a stranger has no token): the server drops it
+	// silently and says it was stored.
+	id := mustSend(t, carol, "bob", "authenticated while blocked")
+	if rows := rowsHolding(t, db, id[:]); len(rows) != 0 {
+		t.Fatalf("the server stored a blocked sender's message: %q", rows)
+	}
+	want(t, "bob", events(t, bob))
+	if reqs, _ := bob.Requests(ctx); len(reqs) != 0 {
+		t.Fatalf("requests from blocked senders: %v", reqs)
+	}
+	k, _ := bob.ContactInfo(ctx, "alice")
+	if !k.Blocked {
+		t.Fatal("alice not shown as blocked")
+	}
+	if _, err := bob.Send(ctx, "alice", "to a blocked one"); err == nil {
+		t.Fatal("sent to a blocked account")
+	}
+
+	if err := bob.Unblock(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, "bob", "after unblock")
+	want(t, "bob", events(t, bob), "alice: after unblock")
+	if cs, _ := bob.Contacts(ctx); len(cs) != 2 || cs[1].Username != "carol" || !cs[1].Blocked {
+		t.Fatalf("contacts: %+v", cs)
+	}
+}
+
+func TestBlockedListReachesTheServerOnTheNextConnection(t *testing.T) {
+	srv := startServer(t)
+	bob := newUser(t, srv.URL, "bob")
+	carol := newUser(t, srv.URL, "carol")
+	srv.stop()
+	if err := bob.Block(ctxT(t), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	srv.start()
+	want(t, "bob", events(t, bob)) // connects, and sends the list
+	id := mustSend(t, carol, "bob", "blocked")
+	if rows := rowsHolding(t, serverDB(t, srv), id[:]); len(rows) != 0 {
+		t.Fatalf("the server stored a blocked sender's message: %q", rows)
+	}
+}
+
+func TestAcceptOnOneDeviceAcceptsOnAll(t *testing.T) {
+	srv := startServer(t)
+	alice := newUser(t, srv.URL, "alice")
+	bob1 := newUser(t, srv.URL, "bob")
+	bob2 := linkDevice(t, srv.URL, bob1, "bob laptop", false)
+	mustSend(t, alice, "bob", "hi bob")
+	want(t, "bob1", events(t, bob1), "request alice")
+	want(t, "bob2", events(t, bob2), "request alice")
+	if _, err := bob1.Accept(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// bob's laptop learns of the acceptance and shows the request now.
+	want(t, "bob2", events(t, bob2), "alice: hi bob")
+	if k, _ := bob2.ContactInfo(ctxT(t), "alice"); k.State != Accepted || !k.Sealed {
+		t.Fatalf("bob's laptop's view of alice: %+v", k)
+	}
+	want(t, "alice", events(t, alice))
+	mustSend(t, alice, "bob", "sealed to both")
+	want(t, "bob1", events(t, bob1), "alice: sealed to both")
+	want(t, "bob2", events(t, bob2), "alice: sealed to both")
+}
