@@ -215,7 +215,7 @@ func TestPrekeysRefilledWhenLow(t *testing.T) {
 	}
 	// Someone drains bob's one-time keys down to 5.
 	for range PrekeyTarget - 5 {
-		if _, err := fetchBundles(ctx, cn, list, []uint32{1}); err != nil {
+		if _, err := alice.fetchBundles(ctx, cn, list, []uint32{1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,7 +230,7 @@ func TestPrekeysRefilledWhenLow(t *testing.T) {
 	// The server has 100 again: 100 more bundles all carry one-time keys,
 	// and a session started from a refilled key works.
 	for i := range PrekeyTarget {
-		bs, err := fetchBundles(ctx, cn, list, []uint32{1})
+		bs, err := alice.fetchBundles(ctx, cn, list, []uint32{1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,7 +288,7 @@ func TestSignedPrekeyRotatesAndOldSessionsStillStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bs, err := fetchBundles(ctxT(t), cn, list, []uint32{1})
+	bs, err := carol.fetchBundles(ctxT(t), cn, list, []uint32{1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,10 +43,10 @@ func (c *Client) peerList(ctx context.Context, cn *conn, user string, force bool
 // fetchPeer asks the server for user's account and device list, verifies
 // the list with the account key, and checks it against what we saw
 // before: the account key must be the one seen first (trust on first use;
-// docs/protocol.md §3.4) and the list must not be older than the newest
+// docs/protocol.md §9.12) and the list must not be older than the newest
 // one seen.
 func (c *Client) fetchPeer(ctx context.Context, cn *conn, user string) (*identity.SignedDeviceList, error) {
-	r, err := cn.request(ctx, &wire.ClientFrame{Body: &wire.ClientFrame_GetAccount{GetAccount: &wire.GetAccountRequest{Username: user}}})
+	r, err := c.requestOn(ctx, cn, &wire.ClientFrame{Body: &wire.ClientFrame_GetAccount{GetAccount: &wire.GetAccountRequest{Username: user}}})
 	var se *ServerError
 	if errors.As(err, &se) && se.Code == "no_user" {
 		return nil, &NoUserError{Username: user}
@@ -124,11 +124,11 @@ func (c *Client) fetchPeer(ctx context.Context, cn *conn, user string) (*identit
 }
 
 // fetchBundles gets one prekey bundle per device and verifies each against
-// the verified device list (docs/protocol.md §4.2). A bundle that fails is
+// the verified device list (docs/protocol.md §3.3). A bundle that fails is
 // refused: no session is started with a key the account did not certify.
-func fetchBundles(ctx context.Context, cn *conn, list *identity.SignedDeviceList, devices []uint32) (map[uint32]*identity.Bundle, error) {
+func (c *Client) fetchBundles(ctx context.Context, cn *conn, list *identity.SignedDeviceList, devices []uint32) (map[uint32]*identity.Bundle, error) {
 	user := list.List.Username
-	r, err := cn.request(ctx, &wire.ClientFrame{Body: &wire.ClientFrame_GetPrekeys{GetPrekeys: &wire.GetPrekeysRequest{Username: user, DeviceIds: devices}}})
+	r, err := c.requestOn(ctx, cn, &wire.ClientFrame{Body: &wire.ClientFrame_GetPrekeys{GetPrekeys: &wire.GetPrekeysRequest{Username: user, DeviceIds: devices}}})
 	if err != nil {
 		return nil, err
 	}

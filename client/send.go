@@ -268,7 +268,7 @@ func (c *Client) prepareCopies(ctx context.Context, cn *conn, a *account, row ou
 	}
 	var bundles map[uint32]*identity.Bundle
 	if len(needSession) > 0 {
-		if bundles, err = fetchBundles(ctx, cn, list, needSession); err != nil {
+		if bundles, err = c.fetchBundles(ctx, cn, list, needSession); err != nil {
 			return nil, err
 		}
 	}
