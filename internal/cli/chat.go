@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -56,7 +57,8 @@ func (c *cmd) chat(ctx context.Context, args []string) error {
 }
 
 // listen receives live messages until ctx ends, reconnecting with
-// backoff; each Receive retries the outbox first.
+// exponential backoff and jitter (so devices dropped by a failed node do
+// not all come back at once); each Receive retries the outbox first.
 func (c *cmd) listen(ctx context.Context, cl *client.Client, handle func(client.Event), status func(error)) {
 	backoff := minBackoff
 	for {
@@ -69,7 +71,8 @@ func (c *cmd) listen(ctx context.Context, cl *client.Client, handle func(client.
 		if time.Since(start) > maxBackoff {
 			backoff = minBackoff // it was connected for a while
 		}
-		t := time.NewTimer(backoff)
+		// Wait between half and the whole backoff.
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {
 		case <-ctx.Done():
 			t.Stop()
