@@ -6,6 +6,24 @@ import (
 	"testing"
 )
 
+type encoded interface{ Bytes() []byte }
+
+// reencodes returns a check for one parser's result on input b: an error
+// must wrap ErrMalformed, and an accepted key must re-encode to b exactly.
+func reencodes(t *testing.T, b []byte) func(encoded, error) {
+	return func(p encoded, err error) {
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error does not wrap ErrMalformed: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(p.Bytes(), b) {
+			t.Fatalf("accepted %x but re-encodes as %x", b, p.Bytes())
+		}
+	}
+}
+
 // FuzzParsePublic feeds every public-key parser the same input: each must
 // either reject it with ErrMalformed or accept it and re-encode it exactly.
 func FuzzParsePublic(f *testing.F) {
@@ -17,18 +35,7 @@ func FuzzParsePublic(f *testing.F) {
 	f.Add(k.Public().Bytes())
 	f.Add([]byte{byte(TagKEMOneTime)})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		type parsed interface{ Bytes() []byte }
-		check := func(p parsed, err error) {
-			if err != nil {
-				if !errors.Is(err, ErrMalformed) {
-					t.Fatalf("error does not wrap ErrMalformed: %v", err)
-				}
-				return
-			}
-			if !bytes.Equal(p.Bytes(), b) {
-				t.Fatalf("accepted %x but re-encodes as %x", b, p.Bytes())
-			}
-		}
+		check := reencodes(t, b)
 		check(ParseAccountPublic(b))
 		check(ParseDeviceSigningPublic(b))
 		check(ParseServerPublic(b))
@@ -48,18 +55,7 @@ func FuzzParsePrivate(f *testing.F) {
 	f.Add(i.Bytes())
 	f.Add(k.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		type parsed interface{ Bytes() []byte }
-		check := func(p parsed, err error) {
-			if err != nil {
-				if !errors.Is(err, ErrMalformed) {
-					t.Fatalf("error does not wrap ErrMalformed: %v", err)
-				}
-				return
-			}
-			if !bytes.Equal(p.Bytes(), b) {
-				t.Fatalf("accepted %x but re-encodes as %x", b, p.Bytes())
-			}
-		}
+		check := reencodes(t, b)
 		check(ParseAccountPrivate(b))
 		check(ParseDeviceSigningPrivate(b))
 		check(ParseIdentityPrivate(b))
