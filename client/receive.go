@@ -451,6 +451,14 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 	if err != nil {
 		return 0, err
 	}
+	// An own device announced a new account key (client/sync.go).
+	for _, ev := range events {
+		if e, ok := ev.(*DeviceEvent); ok && !e.ownKey.IsZero() {
+			c.mu.Lock()
+			a.AccountPub = e.ownKey
+			c.mu.Unlock()
+		}
+	}
 	if c.hookBeforeAck != nil {
 		if err := c.hookBeforeAck(); err != nil {
 			return 0, err

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hush-chat/hush/internal/identity"
+	"github.com/hush-chat/hush/internal/keys"
 	"github.com/hush-chat/hush/wire"
 )
 
@@ -124,6 +126,10 @@ type DeviceEvent struct {
 	Change   DeviceChange
 	DeviceID uint32 // the device added or removed
 	Name     string // its name, for DeviceAdded
+
+	// ownKey: the own account key this notice replaced (committed with
+	// it); process puts it in the account in memory.
+	ownKey keys.AccountPublic
 }
 
 func (*DeviceEvent) isEvent() {}
@@ -180,10 +186,41 @@ func (c *Client) receiveDeviceContent(ctx context.Context, tx *sql.Tx, a *accoun
 			return nil, nil, true, err
 		}
 	}
+	if own && e.Change == AccountKeyChanged && len(n.GetAccountKey()) > 0 {
+		if e.ownKey, err = adoptOwnKey(ctx, tx, a, n.GetAccountKey(), now); err != nil {
+			return nil, nil, true, err
+		}
+	}
 	if own && e.DeviceID == a.DeviceID {
 		return nil, nil, true, nil // news to everyone but this device
 	}
 	return []Event{e}, nil, true, nil
+}
+
+// adoptOwnKey stores the new account public key an own device announced
+// after an identity reset (docs/protocol.md §9.12). It is taken only from
+// a message decrypted on a session with a device of the own verified list,
+// never from the server (which could then impersonate the account to its
+// own devices) nor from another account. afterDeviceEvents then refetches
+// the own list, which must verify with the new key. The primary holds the
+// private key and changes it only itself. It returns the key adopted, or
+// the zero key if there was nothing to change.
+func adoptOwnKey(ctx context.Context, tx *sql.Tx, a *account, raw []byte, now time.Time) (keys.AccountPublic, error) {
+	key, err := keys.ParseAccountPublic(raw)
+	if err != nil {
+		return keys.AccountPublic{}, fmt.Errorf("%w: new account key in a device notice: %v", ErrProtocol, err)
+	}
+	if a.primary() || bytes.Equal(raw, a.AccountPub.Bytes()) {
+		return keys.AccountPublic{}, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE account SET account_key = ? WHERE id = 1`, key.Bytes()); err != nil {
+		return keys.AccountPublic{}, &localError{err}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE peers SET account_key = ?, updated_ms = ? WHERE username = ?`,
+		key.Bytes(), now.UnixMilli(), a.Username); err != nil {
+		return keys.AccountPublic{}, &localError{err}
+	}
+	return key, nil
 }
 
 // storeSyncCopy records a message this account sent from another device.
@@ -275,8 +312,16 @@ func (c *Client) afterDeviceEvents(ctx context.Context, cn *conn, events []Event
 			continue
 		}
 		done[e.From] = true
-		if _, err := c.fetchPeer(ctx, cn, e.From); err != nil {
+		l, err := c.fetchPeer(ctx, cn, e.From)
+		if err != nil {
 			c.cfg.Warn(err)
+			continue
+		}
+		if a, aerr := c.account(); aerr == nil && e.From == a.Username && e.Change == AccountKeyChanged {
+			// The account row's copy of the list is the old key's.
+			if err := c.acceptOwnList(ctx, a, l); err != nil {
+				c.cfg.Warn(err)
+			}
 		}
 	}
 }
@@ -284,10 +329,19 @@ func (c *Client) afterDeviceEvents(ctx context.Context, cn *conn, events []Event
 // queueDeviceNotice puts a DeviceNotice for every contact and for the own
 // other devices into the outbox.
 func (c *Client) queueDeviceNotice(ctx context.Context, a *account, kind wire.DeviceNotice_Kind, id uint32, name string) error {
+	n := &wire.DeviceNotice{Kind: kind, DeviceId: id, DeviceName: name}
+	return c.queueNotices(ctx, a, n, n)
+}
+
+// queueNotices puts notice for every contact and own for the own other
+// devices into the outbox.
+func (c *Client) queueNotices(ctx context.Context, a *account, notice, own *wire.DeviceNotice) error {
 	now := c.now()
-	content, err := marshalPadded(&wire.Content{SentMs: now.UnixMilli(), Body: &wire.Content_DeviceNotice{DeviceNotice: &wire.DeviceNotice{
-		Kind: kind, DeviceId: id, DeviceName: name,
-	}}})
+	content, err := marshalPadded(&wire.Content{SentMs: now.UnixMilli(), Body: &wire.Content_DeviceNotice{DeviceNotice: notice}})
+	if err != nil {
+		return err
+	}
+	ownContent, err := marshalPadded(&wire.Content{SentMs: now.UnixMilli(), Body: &wire.Content_DeviceNotice{DeviceNotice: own}})
 	if err != nil {
 		return err
 	}
@@ -297,9 +351,13 @@ func (c *Client) queueDeviceNotice(ctx context.Context, a *account, kind wire.De
 	}
 	return inTx(ctx, c.db, func(tx *sql.Tx) error {
 		for _, u := range append(to, a.Username) {
+			body := content
+			if u == a.Username {
+				body = ownContent
+			}
 			mid := newMessageID()
 			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms) VALUES (?, ?, ?, ?)`,
-				mid[:], u, content, now.UnixMilli()); err != nil {
+				mid[:], u, body, now.UnixMilli()); err != nil {
 				return &localError{err}
 			}
 		}

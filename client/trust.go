@@ -400,7 +400,12 @@ func (c *Client) commitReset(ctx context.Context, a *account, key keys.AccountPr
 // announceReset tells every contact and the own other devices that the
 // account key changed.
 func (c *Client) announceReset(ctx context.Context, a *account) error {
-	if err := c.queueDeviceNotice(ctx, a, wire.DeviceNotice_ACCOUNT_KEY_CHANGED, a.DeviceID, ""); err != nil {
+	// Contacts fetch the new key and must accept it (Trust); the own
+	// devices take it from this end-to-end encrypted notice instead, never
+	// from the server (client/sync.go adoptOwnKey).
+	n := &wire.DeviceNotice{Kind: wire.DeviceNotice_ACCOUNT_KEY_CHANGED, DeviceId: a.DeviceID}
+	own := &wire.DeviceNotice{Kind: wire.DeviceNotice_ACCOUNT_KEY_CHANGED, DeviceId: a.DeviceID, AccountKey: a.AccountPub.Bytes()}
+	if err := c.queueNotices(ctx, a, n, own); err != nil {
 		c.cfg.Warn(fmt.Errorf("contacts were not told about the new key: %w", err))
 		return nil
 	}

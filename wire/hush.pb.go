@@ -2710,10 +2710,13 @@ func (x *SyncSent) GetContent() *Content {
 }
 
 type DeviceNotice struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          DeviceNotice_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=hush.wire.v1.DeviceNotice_Kind" json:"kind,omitempty"`
-	DeviceId      uint32                 `protobuf:"varint,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	DeviceName    string                 `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Kind       DeviceNotice_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=hush.wire.v1.DeviceNotice_Kind" json:"kind,omitempty"`
+	DeviceId   uint32                 `protobuf:"varint,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	DeviceName string                 `protobuf:"bytes,3,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	// ACCOUNT_KEY_CHANGED to the account's own devices: the new account
+	// public key, delivered inside E2EE.
+	AccountKey    []byte `protobuf:"bytes,4,opt,name=account_key,json=accountKey,proto3" json:"account_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2767,6 +2770,13 @@ func (x *DeviceNotice) GetDeviceName() string {
 		return x.DeviceName
 	}
 	return ""
+}
+
+func (x *DeviceNotice) GetAccountKey() []byte {
+	if x != nil {
+		return x.AccountKey
+	}
+	return nil
 }
 
 type DeliveryToken struct {
@@ -3348,12 +3358,14 @@ const file_hush_proto_rawDesc = "" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x02 \x01(\fR\tmessageId\x12/\n" +
-	"\acontent\x18\x03 \x01(\v2\x15.hush.wire.v1.ContentR\acontent\"\xd0\x01\n" +
+	"\acontent\x18\x03 \x01(\v2\x15.hush.wire.v1.ContentR\acontent\"\xf1\x01\n" +
 	"\fDeviceNotice\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.hush.wire.v1.DeviceNotice.KindR\x04kind\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12\x1f\n" +
 	"\vdevice_name\x18\x03 \x01(\tR\n" +
-	"deviceName\"M\n" +
+	"deviceName\x12\x1f\n" +
+	"\vaccount_key\x18\x04 \x01(\fR\n" +
+	"accountKey\"M\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05ADDED\x10\x01\x12\v\n" +
