@@ -92,7 +92,7 @@ func (x DeviceNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeviceNotice_Kind.Descriptor instead.
 func (DeviceNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{40, 0}
+	return file_hush_proto_rawDescGZIP(), []int{42, 0}
 }
 
 type ServerInfo struct {
@@ -594,6 +594,7 @@ type ClientFrame struct {
 	//	*ClientFrame_SetBlocked
 	//	*ClientFrame_ProvisionSend
 	//	*ClientFrame_ResetAccountKey
+	//	*ClientFrame_BlobUpload
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -751,6 +752,15 @@ func (x *ClientFrame) GetResetAccountKey() *ResetAccountKeyRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetBlobUpload() *BlobUploadRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_BlobUpload); ok {
+			return x.BlobUpload
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Body interface {
 	isClientFrame_Body()
 }
@@ -803,6 +813,10 @@ type ClientFrame_ResetAccountKey struct {
 	ResetAccountKey *ResetAccountKeyRequest `protobuf:"bytes,13,opt,name=reset_account_key,json=resetAccountKey,proto3,oneof"`
 }
 
+type ClientFrame_BlobUpload struct {
+	BlobUpload *BlobUploadRequest `protobuf:"bytes,14,opt,name=blob_upload,json=blobUpload,proto3,oneof"`
+}
+
 func (*ClientFrame_Auth) isClientFrame_Body() {}
 
 func (*ClientFrame_GetAccount) isClientFrame_Body() {}
@@ -827,6 +841,8 @@ func (*ClientFrame_ProvisionSend) isClientFrame_Body() {}
 
 func (*ClientFrame_ResetAccountKey) isClientFrame_Body() {}
 
+func (*ClientFrame_BlobUpload) isClientFrame_Body() {}
+
 type ServerFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -844,6 +860,7 @@ type ServerFrame struct {
 	//	*ServerFrame_QueueEmpty
 	//	*ServerFrame_SenderCertificate
 	//	*ServerFrame_Ok
+	//	*ServerFrame_BlobGrant
 	Body          isServerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1001,6 +1018,15 @@ func (x *ServerFrame) GetOk() *Ok {
 	return nil
 }
 
+func (x *ServerFrame) GetBlobGrant() *BlobUploadGrant {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_BlobGrant); ok {
+			return x.BlobGrant
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Body interface {
 	isServerFrame_Body()
 }
@@ -1053,6 +1079,10 @@ type ServerFrame_Ok struct {
 	Ok *Ok `protobuf:"bytes,13,opt,name=ok,proto3,oneof"` // reply to requests that return nothing
 }
 
+type ServerFrame_BlobGrant struct {
+	BlobGrant *BlobUploadGrant `protobuf:"bytes,14,opt,name=blob_grant,json=blobGrant,proto3,oneof"`
+}
+
 func (*ServerFrame_Challenge) isServerFrame_Body() {}
 
 func (*ServerFrame_Error) isServerFrame_Body() {}
@@ -1077,6 +1107,123 @@ func (*ServerFrame_SenderCertificate) isServerFrame_Body() {}
 
 func (*ServerFrame_Ok) isServerFrame_Body() {}
 
+func (*ServerFrame_BlobGrant) isServerFrame_Body() {}
+
+// Asks for a one-time capability to upload one encrypted file (§9.13).
+type BlobUploadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          uint64                 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"` // exact ciphertext size in bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobUploadRequest) Reset() {
+	*x = BlobUploadRequest{}
+	mi := &file_hush_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobUploadRequest) ProtoMessage() {}
+
+func (x *BlobUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobUploadRequest.ProtoReflect.Descriptor instead.
+func (*BlobUploadRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BlobUploadRequest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// PUT /v1/blobs/{id} with "Authorization: Bearer <upload_token>" and exactly
+// `size` bytes uploads the blob once; GET /v1/blobs/{id} downloads it.
+type BlobUploadGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                      // unguessable: 32 hex characters of randomness
+	UploadToken   string                 `protobuf:"bytes,2,opt,name=upload_token,json=uploadToken,proto3" json:"upload_token,omitempty"` // one-time
+	ExpiresMs     int64                  `protobuf:"varint,3,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`      // the grant's expiry; the blob lives 30 days
+	MaxSize       uint64                 `protobuf:"varint,4,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobUploadGrant) Reset() {
+	*x = BlobUploadGrant{}
+	mi := &file_hush_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobUploadGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobUploadGrant) ProtoMessage() {}
+
+func (x *BlobUploadGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobUploadGrant.ProtoReflect.Descriptor instead.
+func (*BlobUploadGrant) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BlobUploadGrant) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BlobUploadGrant) GetUploadToken() string {
+	if x != nil {
+		return x.UploadToken
+	}
+	return ""
+}
+
+func (x *BlobUploadGrant) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
+
+func (x *BlobUploadGrant) GetMaxSize() uint64 {
+	if x != nil {
+		return x.MaxSize
+	}
+	return 0
+}
+
 type Ok struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1085,7 +1232,7 @@ type Ok struct {
 
 func (x *Ok) Reset() {
 	*x = Ok{}
-	mi := &file_hush_proto_msgTypes[10]
+	mi := &file_hush_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1244,7 @@ func (x *Ok) String() string {
 func (*Ok) ProtoMessage() {}
 
 func (x *Ok) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[10]
+	mi := &file_hush_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1257,7 @@ func (x *Ok) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ok.ProtoReflect.Descriptor instead.
 func (*Ok) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{10}
+	return file_hush_proto_rawDescGZIP(), []int{12}
 }
 
 type GetSenderCertificateRequest struct {
@@ -1121,7 +1268,7 @@ type GetSenderCertificateRequest struct {
 
 func (x *GetSenderCertificateRequest) Reset() {
 	*x = GetSenderCertificateRequest{}
-	mi := &file_hush_proto_msgTypes[11]
+	mi := &file_hush_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1280,7 @@ func (x *GetSenderCertificateRequest) String() string {
 func (*GetSenderCertificateRequest) ProtoMessage() {}
 
 func (x *GetSenderCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[11]
+	mi := &file_hush_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1293,7 @@ func (x *GetSenderCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSenderCertificateRequest.ProtoReflect.Descriptor instead.
 func (*GetSenderCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{11}
+	return file_hush_proto_rawDescGZIP(), []int{13}
 }
 
 type SenderCertificateResponse struct {
@@ -1158,7 +1305,7 @@ type SenderCertificateResponse struct {
 
 func (x *SenderCertificateResponse) Reset() {
 	*x = SenderCertificateResponse{}
-	mi := &file_hush_proto_msgTypes[12]
+	mi := &file_hush_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1317,7 @@ func (x *SenderCertificateResponse) String() string {
 func (*SenderCertificateResponse) ProtoMessage() {}
 
 func (x *SenderCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[12]
+	mi := &file_hush_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1330,7 @@ func (x *SenderCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SenderCertificateResponse.ProtoReflect.Descriptor instead.
 func (*SenderCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{12}
+	return file_hush_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SenderCertificateResponse) GetCertificate() []byte {
@@ -1204,7 +1351,7 @@ type SetDeliveryTokenRequest struct {
 
 func (x *SetDeliveryTokenRequest) Reset() {
 	*x = SetDeliveryTokenRequest{}
-	mi := &file_hush_proto_msgTypes[13]
+	mi := &file_hush_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1363,7 @@ func (x *SetDeliveryTokenRequest) String() string {
 func (*SetDeliveryTokenRequest) ProtoMessage() {}
 
 func (x *SetDeliveryTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[13]
+	mi := &file_hush_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1376,7 @@ func (x *SetDeliveryTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDeliveryTokenRequest.ProtoReflect.Descriptor instead.
 func (*SetDeliveryTokenRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{13}
+	return file_hush_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetDeliveryTokenRequest) GetTokenHash() []byte {
@@ -1249,7 +1396,7 @@ type SetBlockedRequest struct {
 
 func (x *SetBlockedRequest) Reset() {
 	*x = SetBlockedRequest{}
-	mi := &file_hush_proto_msgTypes[14]
+	mi := &file_hush_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1408,7 @@ func (x *SetBlockedRequest) String() string {
 func (*SetBlockedRequest) ProtoMessage() {}
 
 func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[14]
+	mi := &file_hush_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1421,7 @@ func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBlockedRequest.ProtoReflect.Descriptor instead.
 func (*SetBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{14}
+	return file_hush_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetBlockedRequest) GetUsernames() []string {
@@ -1296,7 +1443,7 @@ type SealedSendRequest struct {
 
 func (x *SealedSendRequest) Reset() {
 	*x = SealedSendRequest{}
-	mi := &file_hush_proto_msgTypes[15]
+	mi := &file_hush_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1455,7 @@ func (x *SealedSendRequest) String() string {
 func (*SealedSendRequest) ProtoMessage() {}
 
 func (x *SealedSendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[15]
+	mi := &file_hush_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1468,7 @@ func (x *SealedSendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSendRequest.ProtoReflect.Descriptor instead.
 func (*SealedSendRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{15}
+	return file_hush_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SealedSendRequest) GetMessageId() []byte {
@@ -1367,7 +1514,7 @@ type DeviceListUpdate struct {
 
 func (x *DeviceListUpdate) Reset() {
 	*x = DeviceListUpdate{}
-	mi := &file_hush_proto_msgTypes[16]
+	mi := &file_hush_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1526,7 @@ func (x *DeviceListUpdate) String() string {
 func (*DeviceListUpdate) ProtoMessage() {}
 
 func (x *DeviceListUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[16]
+	mi := &file_hush_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1539,7 @@ func (x *DeviceListUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceListUpdate.ProtoReflect.Descriptor instead.
 func (*DeviceListUpdate) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{16}
+	return file_hush_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeviceListUpdate) GetUsername() string {
@@ -1428,7 +1575,7 @@ type ResetAccountKeyRequest struct {
 
 func (x *ResetAccountKeyRequest) Reset() {
 	*x = ResetAccountKeyRequest{}
-	mi := &file_hush_proto_msgTypes[17]
+	mi := &file_hush_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1587,7 @@ func (x *ResetAccountKeyRequest) String() string {
 func (*ResetAccountKeyRequest) ProtoMessage() {}
 
 func (x *ResetAccountKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[17]
+	mi := &file_hush_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1600,7 @@ func (x *ResetAccountKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetAccountKeyRequest.ProtoReflect.Descriptor instead.
 func (*ResetAccountKeyRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{17}
+	return file_hush_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResetAccountKeyRequest) GetAccountKey() []byte {
@@ -1479,7 +1626,7 @@ type ProvisionAddress struct {
 
 func (x *ProvisionAddress) Reset() {
 	*x = ProvisionAddress{}
-	mi := &file_hush_proto_msgTypes[18]
+	mi := &file_hush_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1638,7 @@ func (x *ProvisionAddress) String() string {
 func (*ProvisionAddress) ProtoMessage() {}
 
 func (x *ProvisionAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[18]
+	mi := &file_hush_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1651,7 @@ func (x *ProvisionAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionAddress.ProtoReflect.Descriptor instead.
 func (*ProvisionAddress) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{18}
+	return file_hush_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProvisionAddress) GetAddress() string {
@@ -1524,7 +1671,7 @@ type ProvisionSendRequest struct {
 
 func (x *ProvisionSendRequest) Reset() {
 	*x = ProvisionSendRequest{}
-	mi := &file_hush_proto_msgTypes[19]
+	mi := &file_hush_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1683,7 @@ func (x *ProvisionSendRequest) String() string {
 func (*ProvisionSendRequest) ProtoMessage() {}
 
 func (x *ProvisionSendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[19]
+	mi := &file_hush_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1696,7 @@ func (x *ProvisionSendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionSendRequest.ProtoReflect.Descriptor instead.
 func (*ProvisionSendRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{19}
+	return file_hush_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ProvisionSendRequest) GetAddress() string {
@@ -1575,7 +1722,7 @@ type ProvisionEnvelope struct {
 
 func (x *ProvisionEnvelope) Reset() {
 	*x = ProvisionEnvelope{}
-	mi := &file_hush_proto_msgTypes[20]
+	mi := &file_hush_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +1734,7 @@ func (x *ProvisionEnvelope) String() string {
 func (*ProvisionEnvelope) ProtoMessage() {}
 
 func (x *ProvisionEnvelope) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[20]
+	mi := &file_hush_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +1747,7 @@ func (x *ProvisionEnvelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionEnvelope.ProtoReflect.Descriptor instead.
 func (*ProvisionEnvelope) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{20}
+	return file_hush_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ProvisionEnvelope) GetBody() []byte {
@@ -1619,7 +1766,7 @@ type AuthChallenge struct {
 
 func (x *AuthChallenge) Reset() {
 	*x = AuthChallenge{}
-	mi := &file_hush_proto_msgTypes[21]
+	mi := &file_hush_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1778,7 @@ func (x *AuthChallenge) String() string {
 func (*AuthChallenge) ProtoMessage() {}
 
 func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[21]
+	mi := &file_hush_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1791,7 @@ func (x *AuthChallenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChallenge.ProtoReflect.Descriptor instead.
 func (*AuthChallenge) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{21}
+	return file_hush_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuthChallenge) GetNonce() []byte {
@@ -1667,7 +1814,7 @@ type AuthResponse struct {
 
 func (x *AuthResponse) Reset() {
 	*x = AuthResponse{}
-	mi := &file_hush_proto_msgTypes[22]
+	mi := &file_hush_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1826,7 @@ func (x *AuthResponse) String() string {
 func (*AuthResponse) ProtoMessage() {}
 
 func (x *AuthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[22]
+	mi := &file_hush_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1839,7 @@ func (x *AuthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthResponse.ProtoReflect.Descriptor instead.
 func (*AuthResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{22}
+	return file_hush_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AuthResponse) GetUsername() string {
@@ -1726,7 +1873,7 @@ type AuthOK struct {
 
 func (x *AuthOK) Reset() {
 	*x = AuthOK{}
-	mi := &file_hush_proto_msgTypes[23]
+	mi := &file_hush_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1885,7 @@ func (x *AuthOK) String() string {
 func (*AuthOK) ProtoMessage() {}
 
 func (x *AuthOK) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[23]
+	mi := &file_hush_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1898,7 @@ func (x *AuthOK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthOK.ProtoReflect.Descriptor instead.
 func (*AuthOK) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{23}
+	return file_hush_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuthOK) GetPrekeyCounts() *PrekeyCounts {
@@ -1779,7 +1926,7 @@ type PrekeyCounts struct {
 
 func (x *PrekeyCounts) Reset() {
 	*x = PrekeyCounts{}
-	mi := &file_hush_proto_msgTypes[24]
+	mi := &file_hush_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1938,7 @@ func (x *PrekeyCounts) String() string {
 func (*PrekeyCounts) ProtoMessage() {}
 
 func (x *PrekeyCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[24]
+	mi := &file_hush_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1951,7 @@ func (x *PrekeyCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrekeyCounts.ProtoReflect.Descriptor instead.
 func (*PrekeyCounts) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{24}
+	return file_hush_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PrekeyCounts) GetOneTime() uint32 {
@@ -1841,7 +1988,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_hush_proto_msgTypes[25]
+	mi := &file_hush_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2000,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[25]
+	mi := &file_hush_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2013,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{25}
+	return file_hush_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Error) GetCode() string {
@@ -1892,7 +2039,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_hush_proto_msgTypes[26]
+	mi := &file_hush_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2051,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[26]
+	mi := &file_hush_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2064,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{26}
+	return file_hush_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetAccountRequest) GetUsername() string {
@@ -1938,7 +2085,7 @@ type AccountResponse struct {
 
 func (x *AccountResponse) Reset() {
 	*x = AccountResponse{}
-	mi := &file_hush_proto_msgTypes[27]
+	mi := &file_hush_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2097,7 @@ func (x *AccountResponse) String() string {
 func (*AccountResponse) ProtoMessage() {}
 
 func (x *AccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[27]
+	mi := &file_hush_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2110,7 @@ func (x *AccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountResponse.ProtoReflect.Descriptor instead.
 func (*AccountResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{27}
+	return file_hush_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AccountResponse) GetUsername() string {
@@ -1997,7 +2144,7 @@ type GetPrekeysRequest struct {
 
 func (x *GetPrekeysRequest) Reset() {
 	*x = GetPrekeysRequest{}
-	mi := &file_hush_proto_msgTypes[28]
+	mi := &file_hush_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +2156,7 @@ func (x *GetPrekeysRequest) String() string {
 func (*GetPrekeysRequest) ProtoMessage() {}
 
 func (x *GetPrekeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[28]
+	mi := &file_hush_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2169,7 @@ func (x *GetPrekeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrekeysRequest.ProtoReflect.Descriptor instead.
 func (*GetPrekeysRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{28}
+	return file_hush_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetPrekeysRequest) GetUsername() string {
@@ -2048,7 +2195,7 @@ type PrekeysResponse struct {
 
 func (x *PrekeysResponse) Reset() {
 	*x = PrekeysResponse{}
-	mi := &file_hush_proto_msgTypes[29]
+	mi := &file_hush_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2207,7 @@ func (x *PrekeysResponse) String() string {
 func (*PrekeysResponse) ProtoMessage() {}
 
 func (x *PrekeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[29]
+	mi := &file_hush_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2220,7 @@ func (x *PrekeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrekeysResponse.ProtoReflect.Descriptor instead.
 func (*PrekeysResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{29}
+	return file_hush_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PrekeysResponse) GetBundles() [][]byte {
@@ -2092,7 +2239,7 @@ type UpdateDeviceListRequest struct {
 
 func (x *UpdateDeviceListRequest) Reset() {
 	*x = UpdateDeviceListRequest{}
-	mi := &file_hush_proto_msgTypes[30]
+	mi := &file_hush_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2251,7 @@ func (x *UpdateDeviceListRequest) String() string {
 func (*UpdateDeviceListRequest) ProtoMessage() {}
 
 func (x *UpdateDeviceListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[30]
+	mi := &file_hush_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2264,7 @@ func (x *UpdateDeviceListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDeviceListRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDeviceListRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{30}
+	return file_hush_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateDeviceListRequest) GetDeviceList() []byte {
@@ -2137,7 +2284,7 @@ type Copy struct {
 
 func (x *Copy) Reset() {
 	*x = Copy{}
-	mi := &file_hush_proto_msgTypes[31]
+	mi := &file_hush_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2296,7 @@ func (x *Copy) String() string {
 func (*Copy) ProtoMessage() {}
 
 func (x *Copy) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[31]
+	mi := &file_hush_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2309,7 @@ func (x *Copy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Copy.ProtoReflect.Descriptor instead.
 func (*Copy) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{31}
+	return file_hush_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Copy) GetDeviceId() uint32 {
@@ -2190,7 +2337,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_hush_proto_msgTypes[32]
+	mi := &file_hush_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2349,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[32]
+	mi := &file_hush_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2362,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{32}
+	return file_hush_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SendRequest) GetMessageId() []byte {
@@ -2250,7 +2397,7 @@ type SendResponse struct {
 
 func (x *SendResponse) Reset() {
 	*x = SendResponse{}
-	mi := &file_hush_proto_msgTypes[33]
+	mi := &file_hush_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2409,7 @@ func (x *SendResponse) String() string {
 func (*SendResponse) ProtoMessage() {}
 
 func (x *SendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[33]
+	mi := &file_hush_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2422,7 @@ func (x *SendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResponse.ProtoReflect.Descriptor instead.
 func (*SendResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{33}
+	return file_hush_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SendResponse) GetStored() bool {
@@ -2314,7 +2461,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_hush_proto_msgTypes[34]
+	mi := &file_hush_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2473,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[34]
+	mi := &file_hush_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2486,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{34}
+	return file_hush_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Envelope) GetServerId() uint64 {
@@ -2400,7 +2547,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_hush_proto_msgTypes[35]
+	mi := &file_hush_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2559,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[35]
+	mi := &file_hush_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2572,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{35}
+	return file_hush_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AckRequest) GetServerIds() []uint64 {
@@ -2443,7 +2590,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_hush_proto_msgTypes[36]
+	mi := &file_hush_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2602,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[36]
+	mi := &file_hush_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2615,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{36}
+	return file_hush_proto_rawDescGZIP(), []int{38}
 }
 
 type QueueEmpty struct {
@@ -2479,7 +2626,7 @@ type QueueEmpty struct {
 
 func (x *QueueEmpty) Reset() {
 	*x = QueueEmpty{}
-	mi := &file_hush_proto_msgTypes[37]
+	mi := &file_hush_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2491,7 +2638,7 @@ func (x *QueueEmpty) String() string {
 func (*QueueEmpty) ProtoMessage() {}
 
 func (x *QueueEmpty) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[37]
+	mi := &file_hush_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,7 +2651,7 @@ func (x *QueueEmpty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEmpty.ProtoReflect.Descriptor instead.
 func (*QueueEmpty) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{37}
+	return file_hush_proto_rawDescGZIP(), []int{39}
 }
 
 // Content is the plaintext inside a ratchet message (docs/protocol.md §9.7).
@@ -2518,6 +2665,8 @@ type Content struct {
 	//	*Content_DeviceNotice
 	//	*Content_DeliveryToken
 	Body isContent_Body `protobuf_oneof:"body"`
+	// A file sent with the message (text, if any, is the caption).
+	Attachment *Attachment `protobuf:"bytes,13,opt,name=attachment,proto3" json:"attachment,omitempty"`
 	// Set on messages to strangers so the recipient can reply sealed once
 	// they accept; also refreshed after a token rotation.
 	SenderDeliveryToken []byte `protobuf:"bytes,14,opt,name=sender_delivery_token,json=senderDeliveryToken,proto3" json:"sender_delivery_token,omitempty"`
@@ -2528,7 +2677,7 @@ type Content struct {
 
 func (x *Content) Reset() {
 	*x = Content{}
-	mi := &file_hush_proto_msgTypes[38]
+	mi := &file_hush_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2689,7 @@ func (x *Content) String() string {
 func (*Content) ProtoMessage() {}
 
 func (x *Content) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[38]
+	mi := &file_hush_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2702,7 @@ func (x *Content) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Content.ProtoReflect.Descriptor instead.
 func (*Content) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{38}
+	return file_hush_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Content) GetSentMs() int64 {
@@ -2602,6 +2751,13 @@ func (x *Content) GetDeliveryToken() *DeliveryToken {
 		if x, ok := x.Body.(*Content_DeliveryToken); ok {
 			return x.DeliveryToken
 		}
+	}
+	return nil
+}
+
+func (x *Content) GetAttachment() *Attachment {
+	if x != nil {
+		return x.Attachment
 	}
 	return nil
 }
@@ -2660,7 +2816,7 @@ type SyncSent struct {
 
 func (x *SyncSent) Reset() {
 	*x = SyncSent{}
-	mi := &file_hush_proto_msgTypes[39]
+	mi := &file_hush_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2828,7 @@ func (x *SyncSent) String() string {
 func (*SyncSent) ProtoMessage() {}
 
 func (x *SyncSent) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[39]
+	mi := &file_hush_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2841,7 @@ func (x *SyncSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncSent.ProtoReflect.Descriptor instead.
 func (*SyncSent) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{39}
+	return file_hush_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SyncSent) GetTo() string {
@@ -2723,7 +2879,7 @@ type DeviceNotice struct {
 
 func (x *DeviceNotice) Reset() {
 	*x = DeviceNotice{}
-	mi := &file_hush_proto_msgTypes[40]
+	mi := &file_hush_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2891,7 @@ func (x *DeviceNotice) String() string {
 func (*DeviceNotice) ProtoMessage() {}
 
 func (x *DeviceNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[40]
+	mi := &file_hush_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2904,7 @@ func (x *DeviceNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceNotice.ProtoReflect.Descriptor instead.
 func (*DeviceNotice) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{40}
+	return file_hush_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeviceNotice) GetKind() DeviceNotice_Kind {
@@ -2779,6 +2935,108 @@ func (x *DeviceNotice) GetAccountKey() []byte {
 	return nil
 }
 
+// Points at an encrypted blob (§9.13). The key and the ciphertext's
+// SHA-256 travel only inside E2EE.
+type Attachment struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	BlobId         string                 `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	Key            []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`       // 32 random bytes, one per file
+	Sha256         []byte                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"` // of the whole ciphertext, checked before decrypting
+	Size           uint64                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`    // plaintext bytes
+	CiphertextSize uint64                 `protobuf:"varint,5,opt,name=ciphertext_size,json=ciphertextSize,proto3" json:"ciphertext_size,omitempty"`
+	FileName       string                 `protobuf:"bytes,6,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"` // base name only
+	ContentType    string                 `protobuf:"bytes,7,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	ChunkSize      uint32                 `protobuf:"varint,8,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // plaintext bytes per chunk
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Attachment) Reset() {
+	*x = Attachment{}
+	mi := &file_hush_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attachment) ProtoMessage() {}
+
+func (x *Attachment) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
+func (*Attachment) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Attachment) GetBlobId() string {
+	if x != nil {
+		return x.BlobId
+	}
+	return ""
+}
+
+func (x *Attachment) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Attachment) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *Attachment) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Attachment) GetCiphertextSize() uint64 {
+	if x != nil {
+		return x.CiphertextSize
+	}
+	return 0
+}
+
+func (x *Attachment) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *Attachment) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Attachment) GetChunkSize() uint32 {
+	if x != nil {
+		return x.ChunkSize
+	}
+	return 0
+}
+
 type DeliveryToken struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         []byte                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"` // 32 bytes
@@ -2788,7 +3046,7 @@ type DeliveryToken struct {
 
 func (x *DeliveryToken) Reset() {
 	*x = DeliveryToken{}
-	mi := &file_hush_proto_msgTypes[41]
+	mi := &file_hush_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +3058,7 @@ func (x *DeliveryToken) String() string {
 func (*DeliveryToken) ProtoMessage() {}
 
 func (x *DeliveryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[41]
+	mi := &file_hush_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +3071,7 @@ func (x *DeliveryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryToken.ProtoReflect.Descriptor instead.
 func (*DeliveryToken) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{41}
+	return file_hush_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeliveryToken) GetToken() []byte {
@@ -2841,7 +3099,7 @@ type LinkPayload struct {
 
 func (x *LinkPayload) Reset() {
 	*x = LinkPayload{}
-	mi := &file_hush_proto_msgTypes[42]
+	mi := &file_hush_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3111,7 @@ func (x *LinkPayload) String() string {
 func (*LinkPayload) ProtoMessage() {}
 
 func (x *LinkPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[42]
+	mi := &file_hush_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3124,7 @@ func (x *LinkPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPayload.ProtoReflect.Descriptor instead.
 func (*LinkPayload) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{42}
+	return file_hush_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LinkPayload) GetUsername() string {
@@ -2947,7 +3205,7 @@ type LinkedContact struct {
 
 func (x *LinkedContact) Reset() {
 	*x = LinkedContact{}
-	mi := &file_hush_proto_msgTypes[43]
+	mi := &file_hush_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3217,7 @@ func (x *LinkedContact) String() string {
 func (*LinkedContact) ProtoMessage() {}
 
 func (x *LinkedContact) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[43]
+	mi := &file_hush_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3230,7 @@ func (x *LinkedContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedContact.ProtoReflect.Descriptor instead.
 func (*LinkedContact) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{43}
+	return file_hush_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LinkedContact) GetUsername() string {
@@ -3040,7 +3298,7 @@ type LinkedMessage struct {
 
 func (x *LinkedMessage) Reset() {
 	*x = LinkedMessage{}
-	mi := &file_hush_proto_msgTypes[44]
+	mi := &file_hush_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3310,7 @@ func (x *LinkedMessage) String() string {
 func (*LinkedMessage) ProtoMessage() {}
 
 func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[44]
+	mi := &file_hush_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3323,7 @@ func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedMessage.ProtoReflect.Descriptor instead.
 func (*LinkedMessage) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{44}
+	return file_hush_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LinkedMessage) GetPeer() string {
@@ -3133,7 +3391,7 @@ type Text struct {
 
 func (x *Text) Reset() {
 	*x = Text{}
-	mi := &file_hush_proto_msgTypes[45]
+	mi := &file_hush_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +3403,7 @@ func (x *Text) String() string {
 func (*Text) ProtoMessage() {}
 
 func (x *Text) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[45]
+	mi := &file_hush_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +3416,7 @@ func (x *Text) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Text.ProtoReflect.Descriptor instead.
 func (*Text) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{45}
+	return file_hush_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Text) GetBody() string {
@@ -3211,7 +3469,7 @@ const file_hush_proto_rawDesc = "" +
 	"\bone_time\x18\x02 \x03(\v2\x1b.hush.wire.v1.OneTimePrekeyR\aoneTime\x129\n" +
 	"\fkem_one_time\x18\x03 \x03(\v2\x17.hush.wire.v1.KEMPrekeyR\n" +
 	"kemOneTime\x12?\n" +
-	"\x0fkem_last_resort\x18\x04 \x01(\v2\x17.hush.wire.v1.KEMPrekeyR\rkemLastResort\"\xf9\x06\n" +
+	"\x0fkem_last_resort\x18\x04 \x01(\v2\x17.hush.wire.v1.KEMPrekeyR\rkemLastResort\"\xbd\a\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
 	"\x04auth\x18\x02 \x01(\v2\x1a.hush.wire.v1.AuthResponseH\x00R\x04auth\x12B\n" +
@@ -3229,8 +3487,10 @@ const file_hush_proto_rawDesc = "" +
 	"\vset_blocked\x18\v \x01(\v2\x1f.hush.wire.v1.SetBlockedRequestH\x00R\n" +
 	"setBlocked\x12K\n" +
 	"\x0eprovision_send\x18\f \x01(\v2\".hush.wire.v1.ProvisionSendRequestH\x00R\rprovisionSend\x12R\n" +
-	"\x11reset_account_key\x18\r \x01(\v2$.hush.wire.v1.ResetAccountKeyRequestH\x00R\x0fresetAccountKeyB\x06\n" +
-	"\x04body\"\xcf\x05\n" +
+	"\x11reset_account_key\x18\r \x01(\v2$.hush.wire.v1.ResetAccountKeyRequestH\x00R\x0fresetAccountKey\x12B\n" +
+	"\vblob_upload\x18\x0e \x01(\v2\x1f.hush.wire.v1.BlobUploadRequestH\x00R\n" +
+	"blobUploadB\x06\n" +
+	"\x04body\"\x8f\x06\n" +
 	"\vServerFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
 	"\tchallenge\x18\x02 \x01(\v2\x1b.hush.wire.v1.AuthChallengeH\x00R\tchallenge\x12+\n" +
@@ -3246,8 +3506,18 @@ const file_hush_proto_rawDesc = "" +
 	"\vqueue_empty\x18\v \x01(\v2\x18.hush.wire.v1.QueueEmptyH\x00R\n" +
 	"queueEmpty\x12X\n" +
 	"\x12sender_certificate\x18\f \x01(\v2'.hush.wire.v1.SenderCertificateResponseH\x00R\x11senderCertificate\x12\"\n" +
-	"\x02ok\x18\r \x01(\v2\x10.hush.wire.v1.OkH\x00R\x02okB\x06\n" +
-	"\x04body\"\x04\n" +
+	"\x02ok\x18\r \x01(\v2\x10.hush.wire.v1.OkH\x00R\x02ok\x12>\n" +
+	"\n" +
+	"blob_grant\x18\x0e \x01(\v2\x1d.hush.wire.v1.BlobUploadGrantH\x00R\tblobGrantB\x06\n" +
+	"\x04body\"'\n" +
+	"\x11BlobUploadRequest\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x04R\x04size\"~\n" +
+	"\x0fBlobUploadGrant\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fupload_token\x18\x02 \x01(\tR\vuploadToken\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x03 \x01(\x03R\texpiresMs\x12\x19\n" +
+	"\bmax_size\x18\x04 \x01(\x04R\amaxSize\"\x04\n" +
 	"\x02Ok\"\x1d\n" +
 	"\x1bGetSenderCertificateRequest\"=\n" +
 	"\x19SenderCertificateResponse\x12 \n" +
@@ -3344,13 +3614,16 @@ const file_hush_proto_rawDesc = "" +
 	"server_ids\x18\x01 \x03(\x04R\tserverIds\"\r\n" +
 	"\vAckResponse\"\f\n" +
 	"\n" +
-	"QueueEmpty\"\xe2\x02\n" +
+	"QueueEmpty\"\x9c\x03\n" +
 	"\aContent\x12\x17\n" +
 	"\asent_ms\x18\x01 \x01(\x03R\x06sentMs\x12(\n" +
 	"\x04text\x18\x02 \x01(\v2\x12.hush.wire.v1.TextH\x00R\x04text\x125\n" +
 	"\tsync_sent\x18\x03 \x01(\v2\x16.hush.wire.v1.SyncSentH\x00R\bsyncSent\x12A\n" +
 	"\rdevice_notice\x18\x04 \x01(\v2\x1a.hush.wire.v1.DeviceNoticeH\x00R\fdeviceNotice\x12D\n" +
-	"\x0edelivery_token\x18\x05 \x01(\v2\x1b.hush.wire.v1.DeliveryTokenH\x00R\rdeliveryToken\x122\n" +
+	"\x0edelivery_token\x18\x05 \x01(\v2\x1b.hush.wire.v1.DeliveryTokenH\x00R\rdeliveryToken\x128\n" +
+	"\n" +
+	"attachment\x18\r \x01(\v2\x18.hush.wire.v1.AttachmentR\n" +
+	"attachment\x122\n" +
 	"\x15sender_delivery_token\x18\x0e \x01(\fR\x13senderDeliveryToken\x12\x18\n" +
 	"\apadding\x18\x0f \x01(\fR\apaddingB\x06\n" +
 	"\x04body\"j\n" +
@@ -3370,7 +3643,18 @@ const file_hush_proto_rawDesc = "" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05ADDED\x10\x01\x12\v\n" +
 	"\aREMOVED\x10\x02\x12\x17\n" +
-	"\x13ACCOUNT_KEY_CHANGED\x10\x03\"%\n" +
+	"\x13ACCOUNT_KEY_CHANGED\x10\x03\"\xeb\x01\n" +
+	"\n" +
+	"Attachment\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\tR\x06blobId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12'\n" +
+	"\x0fciphertext_size\x18\x05 \x01(\x04R\x0eciphertextSize\x12\x1b\n" +
+	"\tfile_name\x18\x06 \x01(\tR\bfileName\x12!\n" +
+	"\fcontent_type\x18\a \x01(\tR\vcontentType\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\b \x01(\rR\tchunkSize\"%\n" +
 	"\rDeliveryToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\fR\x05token\"\xcd\x03\n" +
 	"\vLinkPayload\x12\x1a\n" +
@@ -3426,7 +3710,7 @@ func file_hush_proto_rawDescGZIP() []byte {
 }
 
 var file_hush_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_hush_proto_goTypes = []any{
 	(DeviceNotice_Kind)(0),              // 0: hush.wire.v1.DeviceNotice.Kind
 	(*ServerInfo)(nil),                  // 1: hush.wire.v1.ServerInfo
@@ -3439,44 +3723,47 @@ var file_hush_proto_goTypes = []any{
 	(*PrekeyUpload)(nil),                // 8: hush.wire.v1.PrekeyUpload
 	(*ClientFrame)(nil),                 // 9: hush.wire.v1.ClientFrame
 	(*ServerFrame)(nil),                 // 10: hush.wire.v1.ServerFrame
-	(*Ok)(nil),                          // 11: hush.wire.v1.Ok
-	(*GetSenderCertificateRequest)(nil), // 12: hush.wire.v1.GetSenderCertificateRequest
-	(*SenderCertificateResponse)(nil),   // 13: hush.wire.v1.SenderCertificateResponse
-	(*SetDeliveryTokenRequest)(nil),     // 14: hush.wire.v1.SetDeliveryTokenRequest
-	(*SetBlockedRequest)(nil),           // 15: hush.wire.v1.SetBlockedRequest
-	(*SealedSendRequest)(nil),           // 16: hush.wire.v1.SealedSendRequest
-	(*DeviceListUpdate)(nil),            // 17: hush.wire.v1.DeviceListUpdate
-	(*ResetAccountKeyRequest)(nil),      // 18: hush.wire.v1.ResetAccountKeyRequest
-	(*ProvisionAddress)(nil),            // 19: hush.wire.v1.ProvisionAddress
-	(*ProvisionSendRequest)(nil),        // 20: hush.wire.v1.ProvisionSendRequest
-	(*ProvisionEnvelope)(nil),           // 21: hush.wire.v1.ProvisionEnvelope
-	(*AuthChallenge)(nil),               // 22: hush.wire.v1.AuthChallenge
-	(*AuthResponse)(nil),                // 23: hush.wire.v1.AuthResponse
-	(*AuthOK)(nil),                      // 24: hush.wire.v1.AuthOK
-	(*PrekeyCounts)(nil),                // 25: hush.wire.v1.PrekeyCounts
-	(*Error)(nil),                       // 26: hush.wire.v1.Error
-	(*GetAccountRequest)(nil),           // 27: hush.wire.v1.GetAccountRequest
-	(*AccountResponse)(nil),             // 28: hush.wire.v1.AccountResponse
-	(*GetPrekeysRequest)(nil),           // 29: hush.wire.v1.GetPrekeysRequest
-	(*PrekeysResponse)(nil),             // 30: hush.wire.v1.PrekeysResponse
-	(*UpdateDeviceListRequest)(nil),     // 31: hush.wire.v1.UpdateDeviceListRequest
-	(*Copy)(nil),                        // 32: hush.wire.v1.Copy
-	(*SendRequest)(nil),                 // 33: hush.wire.v1.SendRequest
-	(*SendResponse)(nil),                // 34: hush.wire.v1.SendResponse
-	(*Envelope)(nil),                    // 35: hush.wire.v1.Envelope
-	(*AckRequest)(nil),                  // 36: hush.wire.v1.AckRequest
-	(*AckResponse)(nil),                 // 37: hush.wire.v1.AckResponse
-	(*QueueEmpty)(nil),                  // 38: hush.wire.v1.QueueEmpty
-	(*Content)(nil),                     // 39: hush.wire.v1.Content
-	(*SyncSent)(nil),                    // 40: hush.wire.v1.SyncSent
-	(*DeviceNotice)(nil),                // 41: hush.wire.v1.DeviceNotice
-	(*DeliveryToken)(nil),               // 42: hush.wire.v1.DeliveryToken
-	(*LinkPayload)(nil),                 // 43: hush.wire.v1.LinkPayload
-	(*LinkedContact)(nil),               // 44: hush.wire.v1.LinkedContact
-	(*LinkedMessage)(nil),               // 45: hush.wire.v1.LinkedMessage
-	(*Text)(nil),                        // 46: hush.wire.v1.Text
-	nil,                                 // 47: hush.wire.v1.DeviceListUpdate.PrekeysEntry
-	nil,                                 // 48: hush.wire.v1.LinkPayload.DeviceNamesEntry
+	(*BlobUploadRequest)(nil),           // 11: hush.wire.v1.BlobUploadRequest
+	(*BlobUploadGrant)(nil),             // 12: hush.wire.v1.BlobUploadGrant
+	(*Ok)(nil),                          // 13: hush.wire.v1.Ok
+	(*GetSenderCertificateRequest)(nil), // 14: hush.wire.v1.GetSenderCertificateRequest
+	(*SenderCertificateResponse)(nil),   // 15: hush.wire.v1.SenderCertificateResponse
+	(*SetDeliveryTokenRequest)(nil),     // 16: hush.wire.v1.SetDeliveryTokenRequest
+	(*SetBlockedRequest)(nil),           // 17: hush.wire.v1.SetBlockedRequest
+	(*SealedSendRequest)(nil),           // 18: hush.wire.v1.SealedSendRequest
+	(*DeviceListUpdate)(nil),            // 19: hush.wire.v1.DeviceListUpdate
+	(*ResetAccountKeyRequest)(nil),      // 20: hush.wire.v1.ResetAccountKeyRequest
+	(*ProvisionAddress)(nil),            // 21: hush.wire.v1.ProvisionAddress
+	(*ProvisionSendRequest)(nil),        // 22: hush.wire.v1.ProvisionSendRequest
+	(*ProvisionEnvelope)(nil),           // 23: hush.wire.v1.ProvisionEnvelope
+	(*AuthChallenge)(nil),               // 24: hush.wire.v1.AuthChallenge
+	(*AuthResponse)(nil),                // 25: hush.wire.v1.AuthResponse
+	(*AuthOK)(nil),                      // 26: hush.wire.v1.AuthOK
+	(*PrekeyCounts)(nil),                // 27: hush.wire.v1.PrekeyCounts
+	(*Error)(nil),                       // 28: hush.wire.v1.Error
+	(*GetAccountRequest)(nil),           // 29: hush.wire.v1.GetAccountRequest
+	(*AccountResponse)(nil),             // 30: hush.wire.v1.AccountResponse
+	(*GetPrekeysRequest)(nil),           // 31: hush.wire.v1.GetPrekeysRequest
+	(*PrekeysResponse)(nil),             // 32: hush.wire.v1.PrekeysResponse
+	(*UpdateDeviceListRequest)(nil),     // 33: hush.wire.v1.UpdateDeviceListRequest
+	(*Copy)(nil),                        // 34: hush.wire.v1.Copy
+	(*SendRequest)(nil),                 // 35: hush.wire.v1.SendRequest
+	(*SendResponse)(nil),                // 36: hush.wire.v1.SendResponse
+	(*Envelope)(nil),                    // 37: hush.wire.v1.Envelope
+	(*AckRequest)(nil),                  // 38: hush.wire.v1.AckRequest
+	(*AckResponse)(nil),                 // 39: hush.wire.v1.AckResponse
+	(*QueueEmpty)(nil),                  // 40: hush.wire.v1.QueueEmpty
+	(*Content)(nil),                     // 41: hush.wire.v1.Content
+	(*SyncSent)(nil),                    // 42: hush.wire.v1.SyncSent
+	(*DeviceNotice)(nil),                // 43: hush.wire.v1.DeviceNotice
+	(*Attachment)(nil),                  // 44: hush.wire.v1.Attachment
+	(*DeliveryToken)(nil),               // 45: hush.wire.v1.DeliveryToken
+	(*LinkPayload)(nil),                 // 46: hush.wire.v1.LinkPayload
+	(*LinkedContact)(nil),               // 47: hush.wire.v1.LinkedContact
+	(*LinkedMessage)(nil),               // 48: hush.wire.v1.LinkedMessage
+	(*Text)(nil),                        // 49: hush.wire.v1.Text
+	nil,                                 // 50: hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	nil,                                 // 51: hush.wire.v1.LinkPayload.DeviceNamesEntry
 }
 var file_hush_proto_depIdxs = []int32{
 	8,  // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
@@ -3484,49 +3771,52 @@ var file_hush_proto_depIdxs = []int32{
 	6,  // 2: hush.wire.v1.PrekeyUpload.one_time:type_name -> hush.wire.v1.OneTimePrekey
 	7,  // 3: hush.wire.v1.PrekeyUpload.kem_one_time:type_name -> hush.wire.v1.KEMPrekey
 	7,  // 4: hush.wire.v1.PrekeyUpload.kem_last_resort:type_name -> hush.wire.v1.KEMPrekey
-	23, // 5: hush.wire.v1.ClientFrame.auth:type_name -> hush.wire.v1.AuthResponse
-	27, // 6: hush.wire.v1.ClientFrame.get_account:type_name -> hush.wire.v1.GetAccountRequest
-	29, // 7: hush.wire.v1.ClientFrame.get_prekeys:type_name -> hush.wire.v1.GetPrekeysRequest
+	25, // 5: hush.wire.v1.ClientFrame.auth:type_name -> hush.wire.v1.AuthResponse
+	29, // 6: hush.wire.v1.ClientFrame.get_account:type_name -> hush.wire.v1.GetAccountRequest
+	31, // 7: hush.wire.v1.ClientFrame.get_prekeys:type_name -> hush.wire.v1.GetPrekeysRequest
 	8,  // 8: hush.wire.v1.ClientFrame.upload_prekeys:type_name -> hush.wire.v1.PrekeyUpload
-	33, // 9: hush.wire.v1.ClientFrame.send:type_name -> hush.wire.v1.SendRequest
-	36, // 10: hush.wire.v1.ClientFrame.ack:type_name -> hush.wire.v1.AckRequest
-	31, // 11: hush.wire.v1.ClientFrame.update_device_list:type_name -> hush.wire.v1.UpdateDeviceListRequest
-	12, // 12: hush.wire.v1.ClientFrame.get_sender_certificate:type_name -> hush.wire.v1.GetSenderCertificateRequest
-	14, // 13: hush.wire.v1.ClientFrame.set_delivery_token:type_name -> hush.wire.v1.SetDeliveryTokenRequest
-	15, // 14: hush.wire.v1.ClientFrame.set_blocked:type_name -> hush.wire.v1.SetBlockedRequest
-	20, // 15: hush.wire.v1.ClientFrame.provision_send:type_name -> hush.wire.v1.ProvisionSendRequest
-	18, // 16: hush.wire.v1.ClientFrame.reset_account_key:type_name -> hush.wire.v1.ResetAccountKeyRequest
-	22, // 17: hush.wire.v1.ServerFrame.challenge:type_name -> hush.wire.v1.AuthChallenge
-	26, // 18: hush.wire.v1.ServerFrame.error:type_name -> hush.wire.v1.Error
-	24, // 19: hush.wire.v1.ServerFrame.auth_ok:type_name -> hush.wire.v1.AuthOK
-	28, // 20: hush.wire.v1.ServerFrame.account:type_name -> hush.wire.v1.AccountResponse
-	30, // 21: hush.wire.v1.ServerFrame.prekeys:type_name -> hush.wire.v1.PrekeysResponse
-	25, // 22: hush.wire.v1.ServerFrame.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
-	34, // 23: hush.wire.v1.ServerFrame.sent:type_name -> hush.wire.v1.SendResponse
-	37, // 24: hush.wire.v1.ServerFrame.acked:type_name -> hush.wire.v1.AckResponse
-	35, // 25: hush.wire.v1.ServerFrame.envelope:type_name -> hush.wire.v1.Envelope
-	38, // 26: hush.wire.v1.ServerFrame.queue_empty:type_name -> hush.wire.v1.QueueEmpty
-	13, // 27: hush.wire.v1.ServerFrame.sender_certificate:type_name -> hush.wire.v1.SenderCertificateResponse
-	11, // 28: hush.wire.v1.ServerFrame.ok:type_name -> hush.wire.v1.Ok
-	32, // 29: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
-	47, // 30: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
-	25, // 31: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
-	32, // 32: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
-	46, // 33: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
-	40, // 34: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
-	41, // 35: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
-	42, // 36: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
-	39, // 37: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
-	0,  // 38: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
-	44, // 39: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
-	45, // 40: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
-	48, // 41: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
-	8,  // 42: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	35, // 9: hush.wire.v1.ClientFrame.send:type_name -> hush.wire.v1.SendRequest
+	38, // 10: hush.wire.v1.ClientFrame.ack:type_name -> hush.wire.v1.AckRequest
+	33, // 11: hush.wire.v1.ClientFrame.update_device_list:type_name -> hush.wire.v1.UpdateDeviceListRequest
+	14, // 12: hush.wire.v1.ClientFrame.get_sender_certificate:type_name -> hush.wire.v1.GetSenderCertificateRequest
+	16, // 13: hush.wire.v1.ClientFrame.set_delivery_token:type_name -> hush.wire.v1.SetDeliveryTokenRequest
+	17, // 14: hush.wire.v1.ClientFrame.set_blocked:type_name -> hush.wire.v1.SetBlockedRequest
+	22, // 15: hush.wire.v1.ClientFrame.provision_send:type_name -> hush.wire.v1.ProvisionSendRequest
+	20, // 16: hush.wire.v1.ClientFrame.reset_account_key:type_name -> hush.wire.v1.ResetAccountKeyRequest
+	11, // 17: hush.wire.v1.ClientFrame.blob_upload:type_name -> hush.wire.v1.BlobUploadRequest
+	24, // 18: hush.wire.v1.ServerFrame.challenge:type_name -> hush.wire.v1.AuthChallenge
+	28, // 19: hush.wire.v1.ServerFrame.error:type_name -> hush.wire.v1.Error
+	26, // 20: hush.wire.v1.ServerFrame.auth_ok:type_name -> hush.wire.v1.AuthOK
+	30, // 21: hush.wire.v1.ServerFrame.account:type_name -> hush.wire.v1.AccountResponse
+	32, // 22: hush.wire.v1.ServerFrame.prekeys:type_name -> hush.wire.v1.PrekeysResponse
+	27, // 23: hush.wire.v1.ServerFrame.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
+	36, // 24: hush.wire.v1.ServerFrame.sent:type_name -> hush.wire.v1.SendResponse
+	39, // 25: hush.wire.v1.ServerFrame.acked:type_name -> hush.wire.v1.AckResponse
+	37, // 26: hush.wire.v1.ServerFrame.envelope:type_name -> hush.wire.v1.Envelope
+	40, // 27: hush.wire.v1.ServerFrame.queue_empty:type_name -> hush.wire.v1.QueueEmpty
+	15, // 28: hush.wire.v1.ServerFrame.sender_certificate:type_name -> hush.wire.v1.SenderCertificateResponse
+	13, // 29: hush.wire.v1.ServerFrame.ok:type_name -> hush.wire.v1.Ok
+	12, // 30: hush.wire.v1.ServerFrame.blob_grant:type_name -> hush.wire.v1.BlobUploadGrant
+	34, // 31: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
+	50, // 32: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	27, // 33: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
+	34, // 34: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
+	49, // 35: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
+	42, // 36: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
+	43, // 37: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
+	45, // 38: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
+	44, // 39: hush.wire.v1.Content.attachment:type_name -> hush.wire.v1.Attachment
+	41, // 40: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
+	0,  // 41: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
+	47, // 42: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
+	48, // 43: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
+	51, // 44: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
+	8,  // 45: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_hush_proto_init() }
@@ -3547,6 +3837,7 @@ func file_hush_proto_init() {
 		(*ClientFrame_SetBlocked)(nil),
 		(*ClientFrame_ProvisionSend)(nil),
 		(*ClientFrame_ResetAccountKey)(nil),
+		(*ClientFrame_BlobUpload)(nil),
 	}
 	file_hush_proto_msgTypes[9].OneofWrappers = []any{
 		(*ServerFrame_Challenge)(nil),
@@ -3561,8 +3852,9 @@ func file_hush_proto_init() {
 		(*ServerFrame_QueueEmpty)(nil),
 		(*ServerFrame_SenderCertificate)(nil),
 		(*ServerFrame_Ok)(nil),
+		(*ServerFrame_BlobGrant)(nil),
 	}
-	file_hush_proto_msgTypes[38].OneofWrappers = []any{
+	file_hush_proto_msgTypes[40].OneofWrappers = []any{
 		(*Content_Text)(nil),
 		(*Content_SyncSent)(nil),
 		(*Content_DeviceNotice)(nil),
@@ -3574,7 +3866,7 @@ func file_hush_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hush_proto_rawDesc), len(file_hush_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
