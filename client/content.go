@@ -72,13 +72,13 @@ func checkText(text string) error {
 }
 
 // encodeContent renders a text message, padded so its encoding is a
-// multiple of PadBlock bytes (docs/protocol.md §8.1).
+// multiple of PadBlock bytes (docs/protocol.md §9.7).
 func encodeContent(sent time.Time, text string) ([]byte, error) {
 	return marshalPadded(&wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_Text{Text: &wire.Text{Body: text}}})
 }
 
 // marshalPadded encodes any Content padded to a multiple of PadBlock bytes
-// (docs/protocol.md §8.1). It sets c.Padding.
+// (docs/protocol.md §9.7). It sets c.Padding.
 func marshalPadded(c *wire.Content) ([]byte, error) {
 	c.Padding = nil
 	bare, err := proto.Marshal(c)
