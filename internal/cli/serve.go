@@ -20,6 +20,8 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&bf.nats, "nats", "", "NATS URL(s), comma-separated, for wake-ups and events between nodes (needs --db)")
 	fs.StringVar(&bf.natsPrefix, "nats-prefix", "hush", "first token of this deployment's NATS subjects")
 	fs.StringVar(&bf.serverKey, "server-key", "", "server key file, the same on every node (created if missing); default: server.key in --data")
+	blobDir := fs.String("blob-dir", "", "directory for encrypted file blobs, shared by every node (default: blobs in --data)")
+	maxFile := fs.Int64("max-file-size", server.DefaultMaxFileSize, "largest encrypted file upload in bytes (ciphertext)")
 	noLimits := fs.Bool("no-rate-limits", false, "turn off every abuse limit (rate limits and the per-address connection cap); for load tests such as hush bench only")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -32,6 +34,9 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	}
 	if *powBits < 0 || *powBits > pow.MaxBits {
 		return usagef("serve: --pow-bits must be 0 to %d", pow.MaxBits)
+	}
+	if *maxFile <= 0 {
+		return usagef("serve: --max-file-size must be positive")
 	}
 	if err := bf.check(); err != nil {
 		return err
@@ -51,6 +56,7 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	cfg.Listen, cfg.DataDir, cfg.PowBits = *listen, *data, *powBits
 	cfg.TLSCert, cfg.TLSKey = *cert, *key
 	cfg.Logger, cfg.Limits = logger, limits
+	cfg.BlobDir, cfg.MaxFileSize = *blobDir, *maxFile
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err

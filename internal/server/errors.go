@@ -18,7 +18,10 @@ const (
 	codeRateLimited     = "rate_limited"
 	codeDeviceMismatch  = "device_mismatch"
 	codeVersionConflict = "version_conflict"
-	codeNoSuchAddress   = "no_such_address" // provision_send: no linking device waits there
+	codeNoSuchAddress   = "no_such_address"  // provision_send: no linking device waits there
+	codeNotFound        = "not_found"        // GET/PUT /v1/blobs/{id}: no such blob (§9.13)
+	codeAlreadyUploaded = "already_uploaded" // PUT /v1/blobs/{id} a second time
+	codeQuotaExceeded   = "quota_exceeded"   // blob_upload over the account's quota
 	codeInternal        = "internal"
 )
 
@@ -46,11 +49,11 @@ func httpStatus(code string) int {
 		return http.StatusBadRequest
 	case codeUnauthorized:
 		return http.StatusUnauthorized
-	case codeNoUser, codeNoSuchAddress:
+	case codeNoUser, codeNoSuchAddress, codeNotFound:
 		return http.StatusNotFound
-	case codeUsernameTaken, codeVersionConflict, codeDeviceMismatch:
+	case codeUsernameTaken, codeVersionConflict, codeDeviceMismatch, codeAlreadyUploaded:
 		return http.StatusConflict
-	case codeTooLarge:
+	case codeTooLarge, codeQuotaExceeded:
 		return http.StatusRequestEntityTooLarge
 	case codeRateLimited:
 		return http.StatusTooManyRequests

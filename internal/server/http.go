@@ -27,6 +27,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/devicelist", s.handleDeviceList)
 	mux.HandleFunc("GET /v1/account/{username}", s.handleAccount)
 	mux.HandleFunc("GET /v1/provision", s.handleProvision)
+	mux.HandleFunc("PUT /v1/blobs/{id}", s.handleBlobPut)
+	mux.HandleFunc("GET /v1/blobs/{id}", s.handleBlobGet)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

@@ -19,6 +19,10 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	registrations *prometheus.CounterVec
+
+	blobsUploaded, blobsDownloaded         prometheus.Counter
+	blobBytesUploaded, blobBytesDownloaded prometheus.Counter
+	blobsExpired                           prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -65,12 +69,33 @@ func newMetrics() *metrics {
 			Name: "hush_registrations_total",
 			Help: "Registration attempts by result code.",
 		}, []string{"code"}),
+		blobsUploaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_blobs_uploaded_total",
+			Help: "Encrypted file blobs uploaded.",
+		}),
+		blobsDownloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_blobs_downloaded_total",
+			Help: "Blob downloads started (range requests count each).",
+		}),
+		blobBytesUploaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_blob_bytes_uploaded_total",
+			Help: "Ciphertext bytes of blobs uploaded.",
+		}),
+		blobBytesDownloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_blob_bytes_downloaded_total",
+			Help: "Ciphertext bytes of blobs sent to downloaders.",
+		}),
+		blobsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hush_blobs_expired_total",
+			Help: "Uploaded blobs deleted after their expiry.",
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.connections, m.stored, m.delivered, m.acked, m.expired, m.dropped, m.swept,
 		m.requests, m.duration, m.registrations,
+		m.blobsUploaded, m.blobsDownloaded, m.blobBytesUploaded, m.blobBytesDownloaded, m.blobsExpired,
 	)
 	return m
 }

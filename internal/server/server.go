@@ -11,7 +11,7 @@
 // (pushing queued messages, the sweep), bus.go (wake-ups), devcache.go,
 // cluster.go with clustermsg.go and provrelay.go (several nodes sharing
 // one store), expiry.go, metrics.go, log.go, errors.go, limits.go,
-// serverkey.go. Subpackages: pow (proof of work), ratelimit.
+// serverkey.go, blobs.go (encrypted file blobs). Subpackages: pow (proof of work), ratelimit.
 package server
 
 import (
@@ -79,6 +79,19 @@ type Config struct {
 	// set and never with the in-process bus, which cannot lose one;
 	// negative turns the sweep off.
 	SweepInterval time.Duration
+
+	// BlobDir holds encrypted file blobs (§9.13; default DataDir/blobs),
+	// created 0700 if missing. Nodes sharing one Store must share one
+	// BlobDir too (a shared file system), or a file uploaded through one
+	// node is not found through another. Empty with an empty DataDir
+	// means this server stores no files.
+	BlobDir string
+	// MaxFileSize bounds one blob's ciphertext size in bytes (zero:
+	// DefaultMaxFileSize).
+	MaxFileSize int64
+	// BlobQuota bounds the bytes one account keeps in live blobs and
+	// unused grants (zero: DefaultBlobQuota; negative: no quota).
+	BlobQuota int64
 }
 
 // Server is a Hush server. Make one with New, run it with Serve or
@@ -103,6 +116,12 @@ type Server struct {
 	cluster *cluster
 	// sweepEvery is Config.SweepInterval resolved; 0 is off.
 	sweepEvery time.Duration
+
+	// blobs is the file blob directory (blobs.go); nil stores no files.
+	blobs       *blobStore
+	blobMu      sync.Mutex // serializes quota checks with grants
+	maxFileSize int64
+	blobQuota   int64
 
 	// bus wakes a device's connections when a message is queued for it;
 	// lowBus when its one-time prekeys run low.
@@ -144,6 +163,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("server: TLS needs both a certificate and a key file")
+	}
+	if cfg.MaxFileSize < 0 {
+		return nil, errors.New("server: MaxFileSize must not be negative")
 	}
 	if cfg.PowBits < 0 || cfg.PowBits > pow.MaxBits {
 		return nil, fmt.Errorf("server: proof-of-work bits %d out of range 0..%d", cfg.PowBits, pow.MaxBits)
@@ -196,6 +218,22 @@ func New(cfg Config) (*Server, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("server: create data directory: %w", err)
 		}
+	}
+	s.maxFileSize, s.blobQuota = cfg.MaxFileSize, cfg.BlobQuota
+	if s.maxFileSize == 0 {
+		s.maxFileSize = DefaultMaxFileSize
+	}
+	if s.blobQuota == 0 {
+		s.blobQuota = DefaultBlobQuota
+	}
+	if blobDir := cfg.BlobDir; blobDir != "" || cfg.DataDir != "" {
+		if blobDir == "" {
+			blobDir = filepath.Join(cfg.DataDir, "blobs")
+		}
+		if err := os.MkdirAll(blobDir, 0o700); err != nil {
+			return nil, fmt.Errorf("server: create blob directory: %w", err)
+		}
+		s.blobs = &blobStore{dir: blobDir}
 	}
 	keyPath := cfg.ServerKeyFile
 	if keyPath == "" {

@@ -146,6 +146,8 @@ func (ss *session) dispatch(f *wire.ClientFrame, size int) {
 		typ = "provision_send"
 	case *wire.ClientFrame_ResetAccountKey:
 		typ = "reset_account_key"
+	case *wire.ClientFrame_BlobUpload:
+		typ = "blob_upload"
 	case *wire.ClientFrame_Auth:
 		typ, err = "auth", apiErr(codeBadRequest, "already authenticated")
 	default:
@@ -186,6 +188,8 @@ func (ss *session) dispatch(f *wire.ClientFrame, size int) {
 			resp, err = ss.provisionSend(f.GetProvisionSend())
 		case "reset_account_key":
 			resp, err = ss.resetAccountKey(ctx, f.GetResetAccountKey())
+		case "blob_upload":
+			resp, err = ss.blobUpload(f.GetBlobUpload())
 		}
 	}
 	ss.s.finish(typ, start, err, "user", ss.ref.Username, "device", ss.ref.ID)
