@@ -4,7 +4,8 @@
 //
 //	hush serve  [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N]
 //	            [--tls-cert F --tls-key F] [--db postgres://…] [--nats nats://…]
-//	            [--nats-prefix P] [--server-key F] [--no-rate-limits]
+//	            [--nats-prefix P] [--server-key F] [--blob-dir DIR] [--max-file-size N]
+//	            [--no-rate-limits]
 //	hush bench  [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]
 //	hush [--server URL] [--home DIR] register USERNAME
 //	hush [--server URL] [--home DIR] send USERNAME TEXT...   (TEXT "-" reads stdin)
@@ -77,7 +78,8 @@ func OSEnv() Env {
 
 const usageText = `usage:
   hush serve [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N] [--tls-cert F --tls-key F]
-             [--db postgres://…] [--nats nats://…] [--nats-prefix P] [--server-key F] [--no-rate-limits]
+             [--db postgres://…] [--nats nats://…] [--nats-prefix P] [--server-key F]
+             [--blob-dir DIR] [--max-file-size N] [--no-rate-limits]
   hush bench [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]   (load test, loopback only)
   hush [--server URL] [--home DIR] register USERNAME
   hush [--server URL] [--home DIR] send USERNAME TEXT...     (TEXT "-" reads stdin)
