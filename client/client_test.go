@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -369,18 +370,24 @@ func TestCanaryNotInServerFilesOrDebugLog(t *testing.T) {
 	mustSend(t, bob, "alice", canary+" back")
 	search := func(when string) {
 		t.Helper()
-		entries, err := os.ReadDir(srv.dir)
-		if err != nil || len(entries) == 0 {
-			t.Fatalf("data dir: %v", err)
-		}
-		for _, e := range entries {
-			b, err := os.ReadFile(filepath.Join(srv.dir, e.Name()))
+		// Every file under the data directory, blobs included.
+		files := 0
+		err := filepath.WalkDir(srv.dir, func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
+			files++
 			if strings.Contains(string(b), canary) {
-				t.Errorf("%s: server file %s holds the plaintext", when, e.Name())
+				t.Errorf("%s: server file %s holds the plaintext", when, path)
 			}
+			return nil
+		})
+		if err != nil || files == 0 {
+			t.Fatalf("data dir: %v (%d files)", err, files)
 		}
 		if strings.Contains(srv.logs.String(), canary) {
 			t.Errorf("%s: server log holds the plaintext", when)

@@ -38,6 +38,9 @@ type MessageEvent struct {
 	Sent     time.Time // as claimed by the sender
 	Received time.Time // when this device received it
 	Text     string
+	// Attachment is set on a message carrying a file (client/files.go);
+	// Client.Download fetches it.
+	Attachment *AttachmentInfo
 }
 
 // DroppedEvent is a message that failed to decrypt or verify. It was
@@ -436,7 +439,8 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 			if err := markSeen(ctx, tx, k, id, now); err != nil {
 				return err
 			}
-			events = append(events, &MessageEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now, Text: body.text})
+			events = append(events, &MessageEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now, Text: body.text,
+				Attachment: c.incomingAttachment(k.user, dec.Plaintext)})
 		}
 		for k, r := range records {
 			if err := saveRecord(ctx, tx, k.user, k.device, r); err != nil {

@@ -32,6 +32,12 @@ const (
 // was refused for good (unknown user, too large, a key that fails
 // verification) and is not retried.
 func (c *Client) Send(ctx context.Context, to, text string) (MessageID, error) {
+	return c.send(ctx, to, text, nil)
+}
+
+// send is Send, optionally with an uploaded attachment (client/files.go);
+// then text is a caption and may be empty.
+func (c *Client) send(ctx context.Context, to, text string, att *wire.Attachment) (MessageID, error) {
 	a, err := c.account()
 	if err != nil {
 		return MessageID{}, err
@@ -43,8 +49,10 @@ func (c *Client) Send(ctx context.Context, to, text string) (MessageID, error) {
 	if user == a.Username {
 		return MessageID{}, errors.New("cannot send a message to yourself")
 	}
-	if err := checkText(text); err != nil {
-		return MessageID{}, err
+	if att == nil || text != "" {
+		if err := checkText(text); err != nil {
+			return MessageID{}, err
+		}
 	}
 	id := newMessageID()
 	now := c.now()
@@ -53,14 +61,24 @@ func (c *Client) Send(ctx context.Context, to, text string) (MessageID, error) {
 	if err != nil {
 		return id, err
 	}
+	body := text
+	if att != nil {
+		if content, err = withAttachment(content, att); err != nil {
+			return id, err
+		}
+		body = fileLabel(att, text)
+	}
 	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms) VALUES (?, ?, ?, ?)`,
 			id[:], user, content, now.UnixMilli()); err != nil {
 			return &localError{err}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
-			VALUES (?, 1, ?, ?, ?, ?, ?, ?)`, user, id[:], a.DeviceID, now.UnixMilli(), now.UnixMilli(), text, stateQueued); err != nil {
+			VALUES (?, 1, ?, ?, ?, ?, ?, ?)`, user, id[:], a.DeviceID, now.UnixMilli(), now.UnixMilli(), body, stateQueued); err != nil {
 			return &localError{err}
+		}
+		if att != nil {
+			return queueFileSyncCopy(ctx, tx, a, user, id, now, body, att)
 		}
 		// The copy for this account's other devices (client/sync.go).
 		return c.queueSyncCopy(ctx, tx, a, user, id, now, text)

@@ -8,8 +8,8 @@
 //	            [--no-rate-limits]
 //	hush bench  [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]
 //	hush [--server URL] [--home DIR] register USERNAME
-//	hush [--server URL] [--home DIR] send USERNAME TEXT...   (TEXT "-" reads stdin)
-//	hush [--server URL] [--home DIR] recv [--json] [--wait DURATION]
+//	hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...   (TEXT "-" reads stdin)
+//	hush [--server URL] [--home DIR] recv [--json] [--wait DURATION] [--download-dir DIR]
 //	hush [--server URL] [--home DIR] chat USERNAME
 //	hush [--server URL] [--home DIR] whoami
 //	hush [--server URL] [--home DIR] link [--name NAME] [--json]
@@ -82,8 +82,8 @@ const usageText = `usage:
              [--blob-dir DIR] [--max-file-size N] [--no-rate-limits]
   hush bench [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]   (load test, loopback only)
   hush [--server URL] [--home DIR] register USERNAME
-  hush [--server URL] [--home DIR] send USERNAME TEXT...     (TEXT "-" reads stdin)
-  hush [--server URL] [--home DIR] recv [--json] [--wait DURATION]
+  hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...     (TEXT "-" reads stdin)
+  hush [--server URL] [--home DIR] recv [--json] [--wait DURATION] [--download-dir DIR]
   hush [--server URL] [--home DIR] chat USERNAME
   hush [--server URL] [--home DIR] whoami
   hush [--server URL] [--home DIR] link [--name NAME] [--json]     (on a new device)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,10 +39,18 @@ func formatText(when time.Time, from, text string) string {
 // formatMessage renders a received message; a sync copy (sent by this
 // account from another device) as "[…] alice -> bob: hello".
 func formatMessage(m *client.MessageEvent) string {
-	if m.To != "" {
-		return formatText(m.Sent, m.From+" -> "+m.To, m.Text)
+	text := m.Text
+	if a := m.Attachment; a != nil {
+		f := fmt.Sprintf("[file %s, %d bytes", a.Name, a.Size)
+		if a.Path != "" {
+			f += ", saved as " + a.Path
+		}
+		text = strings.TrimSuffix(f+"] "+text, " ")
 	}
-	return formatText(m.Sent, m.From, m.Text)
+	if m.To != "" {
+		return formatText(m.Sent, m.From+" -> "+m.To, text)
+	}
+	return formatText(m.Sent, m.From, text)
 }
 
 // sanitize makes a peer's text safe to print on a terminal: control
@@ -77,10 +86,15 @@ type jsonMessage struct {
 	// To is only on sync copies: a message this account sent from another
 	// device (From is then the own username).
 	To string `json:"to,omitempty"`
+	// A file: its saved path (only once downloaded), size and SHA-256.
+	File   string `json:"file,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Size   *int64 `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 func formatJSON(m *client.MessageEvent) string {
-	b, _ := json.Marshal(jsonMessage{
+	j := jsonMessage{
 		ID:       m.ID.String(),
 		From:     m.From,
 		Device:   m.Device,
@@ -89,7 +103,11 @@ func formatJSON(m *client.MessageEvent) string {
 		Type:     "text",
 		Text:     m.Text,
 		To:       m.To,
-	})
+	}
+	if a := m.Attachment; a != nil {
+		j.Type, j.File, j.Name, j.Size, j.SHA256 = "file", a.Path, a.Name, &a.Size, a.SHA256
+	}
+	b, _ := json.Marshal(j)
 	return string(b)
 }
 
@@ -97,11 +115,26 @@ func formatJSON(m *client.MessageEvent) string {
 type printer struct {
 	c    *cmd
 	json bool
+	// With dir set, files are downloaded there before printing.
+	ctx context.Context
+	cl  *client.Client
+	dir string
 }
 
 func (p printer) event(e client.Event) {
 	switch e := e.(type) {
 	case *client.MessageEvent:
+		if e.Attachment != nil && p.dir != "" && p.cl != nil {
+			bar, done := client.Progress(nil), func() {}
+			if !p.json {
+				bar, done = p.c.progressBar("downloading")
+			}
+			_, err := p.cl.Download(p.ctx, e.Attachment, p.dir, bar)
+			done()
+			if err != nil {
+				p.c.warn(fmt.Errorf("could not save the file %q from %s: %v", e.Attachment.Name, e.From, err))
+			}
+		}
 		line := formatMessage(e)
 		if p.json {
 			line = formatJSON(e)

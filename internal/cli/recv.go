@@ -8,11 +8,12 @@ func (c *cmd) recv(ctx context.Context, args []string) error {
 	fs := newFlags("recv")
 	asJSON := fs.Bool("json", false, "one JSON object per message")
 	wait := fs.Duration("wait", 0, "wait up to this long for at least one message")
+	dir := fs.String("download-dir", "", "save received files in this directory")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
-		return usagef("recv takes no arguments besides --json and --wait")
+		return usagef("recv takes no arguments besides --json, --wait and --download-dir")
 	}
 	if *wait < 0 {
 		return usagef("recv: --wait must not be negative")
@@ -23,6 +24,6 @@ func (c *cmd) recv(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	// Receive retries the outbox first.
-	p := printer{c: c, json: *asJSON}
+	p := printer{c: c, json: *asJSON, ctx: ctx, cl: cl, dir: *dir}
 	return cl.Receive(ctx, *wait, p.event)
 }

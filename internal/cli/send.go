@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/hush-chat/hush/client"
 )
@@ -16,15 +19,33 @@ const sendTimeout = time.Minute
 
 func (c *cmd) send(ctx context.Context, args []string) error {
 	fs := newFlags("send")
+	file := fs.String("file", "", "send this file, with TEXT as an optional caption")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() < 2 {
+	// "send USERNAME --file PATH TEXT" too; other text starting with "-"
+	// stays text.
+	if rest := fs.Args(); len(rest) > 1 && (rest[1] == "--file" || rest[1] == "-file" || strings.HasPrefix(rest[1], "--file=") || strings.HasPrefix(rest[1], "-file=")) {
+		to := rest[0]
+		if err := parseFlags(fs, rest[1:]); err != nil {
+			return err
+		}
+		args = append([]string{to}, fs.Args()...)
+	} else {
+		args = rest
+	}
+	if *file != "" {
+		if len(args) < 1 {
+			return usagef("send --file takes USERNAME")
+		}
+		return c.sendFile(ctx, args[0], *file, strings.Join(args[1:], " "))
+	}
+	if len(args) < 2 {
 		return usagef("send takes USERNAME and TEXT")
 	}
-	to := fs.Arg(0)
-	text := strings.Join(fs.Args()[1:], " ")
-	if fs.NArg() == 2 && text == "-" {
+	to := args[0]
+	text := strings.Join(args[1:], " ")
+	if len(args) == 2 && text == "-" {
 		var err error
 		if text, err = readText(c.env.Stdin); err != nil {
 			return err
@@ -55,4 +76,49 @@ func readText(r io.Reader) (string, error) {
 	s = strings.TrimSuffix(s, "\n")
 	s = strings.TrimSuffix(s, "\r")
 	return s, nil
+}
+
+// fileTimeout bounds one file send; files are slow.
+const fileTimeout = time.Hour
+
+// sendFile uploads a file, showing progress on a terminal for files over
+// 1 MiB.
+func (c *cmd) sendFile(ctx context.Context, to, path, caption string) error {
+	cl, _, err := c.openAccount()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, fileTimeout)
+	defer cancel()
+	bar, done := c.progressBar("uploading")
+	_, err = cl.SendFile(ctx, to, path, caption, bar)
+	done()
+	return err
+}
+
+// progressBar returns a progress callback drawing one \r-updated line on
+// stderr for files over 1 MiB, or nil if stderr is not a terminal; done
+// ends the line if one was drawn.
+func (c *cmd) progressBar(what string) (bar client.Progress, done func()) {
+	f, ok := c.env.Stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, func() {}
+	}
+	last := -1
+	return func(n, total int64) {
+			if total <= 1<<20 {
+				return
+			}
+			pct := int(n * 100 / total)
+			if pct == last {
+				return
+			}
+			last = pct
+			fmt.Fprintf(f, "\r%s %3d%% (%d / %d KiB)", what, pct, n>>10, total>>10)
+		}, func() {
+			if last >= 0 {
+				fmt.Fprintln(f)
+			}
+		}
 }
