@@ -6,12 +6,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	schema "github.com/hush-chat/hush/internal/migrate"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -23,37 +22,16 @@ const dbFile = "hush.db"
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migration is one numbered schema step, from migrations/NNNN_name.sql.
-type migration struct {
-	version int
-	sql     string
-}
+type migration = schema.Migration
 
+// loadMigrations reads the embedded migrations (internal/migrate checks
+// their naming and numbering).
 func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("client: migration file %q is not named NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("client: migrations are not numbered 1..n (found %d at position %d)", m.version, i+1)
-		}
-	}
-	return out, nil
+	return ms, nil
 }
 
 // openDB opens (creating if needed) the home's database: directory 0700,
@@ -122,12 +100,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("client: the local database has schema version %d, newer than this hush (%d); upgrade hush", have, len(ms))
 	}
 	for _, m := range ms[have:] {
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("client: migration %d: %w", m.version, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("client: migration %d: %w", m.Version, err)
 		}
 		// PRAGMA takes no bind parameters; the version is an int we made.
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
-			return fmt.Errorf("client: migration %d: %w", m.version, err)
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.Version)); err != nil {
+			return fmt.Errorf("client: migration %d: %w", m.Version, err)
 		}
 	}
 	return tx.Commit()

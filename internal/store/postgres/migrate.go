@@ -5,10 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
+	schema "github.com/hush-chat/hush/internal/migrate"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,37 +19,16 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+type migration = schema.Migration
 
-// loadMigrations reads the embedded migrations and checks they are numbered
-// 1, 2, 3, … without gaps, so "schema version N" means the same everywhere.
+// loadMigrations reads the embedded migrations (internal/migrate checks
+// their naming and numbering).
 func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: read migrations: %w", err)
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	var all []migration
-	for _, e := range entries { // ReadDir sorts by name
-		name := e.Name()
-		num, _, ok := strings.Cut(strings.TrimSuffix(name, ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || len(num) != 4 || err != nil {
-			return nil, fmt.Errorf("postgres: migration %q is not named NNNN_name.sql", name)
-		}
-		if v != len(all)+1 {
-			return nil, fmt.Errorf("postgres: migration %q has version %d, want %d", name, v, len(all)+1)
-		}
-		body, err := migrationFS.ReadFile(path.Join("migrations", name))
-		if err != nil {
-			return nil, fmt.Errorf("postgres: read migration %q: %w", name, err)
-		}
-		all = append(all, migration{version: v, name: name, sql: string(body)})
-	}
-	return all, nil
+	return ms, nil
 }
 
 // Several nodes may start at once against one database. They serialise
@@ -150,12 +126,12 @@ func migrateOne(ctx context.Context, tx pgx.Tx, all []migration) (done bool, err
 	m := all[cur]
 	// No arguments: pgx sends the file as one simple-protocol query, which
 	// may hold several statements.
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("postgres: migration %s: %w", m.name, err)
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("postgres: migration %s: %w", m.Name, err)
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, applied_ms) VALUES ($1, $2, $3)",
-		m.version, m.name, ms(time.Now())); err != nil {
-		return false, fmt.Errorf("postgres: record migration %s: %w", m.name, err)
+		m.Version, m.Name, ms(time.Now())); err != nil {
+		return false, fmt.Errorf("postgres: record migration %s: %w", m.Name, err)
 	}
 	return false, nil
 }

@@ -201,7 +201,7 @@ func TestMigrationsRecordedOnceWhenNodesStartTogether(t *testing.T) {
 	}
 	var want []string
 	for _, m := range all {
-		want = append(want, fmt.Sprintf("%d %s", m.version, m.name))
+		want = append(want, fmt.Sprintf("%d %s", m.Version, m.Name))
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("schema_migrations holds %v, want %v", got, want)

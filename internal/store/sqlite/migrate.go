@@ -5,10 +5,7 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
+	schema "github.com/hush-chat/hush/internal/migrate"
 	"time"
 )
 
@@ -19,37 +16,16 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+type migration = schema.Migration
 
-// loadMigrations reads the embedded migrations and checks they are numbered
-// 1, 2, 3, … without gaps, so "schema version N" means the same everywhere.
+// loadMigrations reads the embedded migrations (internal/migrate checks
+// their naming and numbering).
 func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+	ms, err := schema.Load(migrationFS)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	var all []migration
-	for _, e := range entries { // ReadDir sorts by name
-		name := e.Name()
-		num, _, ok := strings.Cut(strings.TrimSuffix(name, ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || len(num) != 4 || err != nil {
-			return nil, fmt.Errorf("sqlite: migration %q is not named NNNN_name.sql", name)
-		}
-		if v != len(all)+1 {
-			return nil, fmt.Errorf("sqlite: migration %q has version %d, want %d", name, v, len(all)+1)
-		}
-		body, err := migrationFS.ReadFile(path.Join("migrations", name))
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: read migration %q: %w", name, err)
-		}
-		all = append(all, migration{version: v, name: name, sql: string(body)})
-	}
-	return all, nil
+	return ms, nil
 }
 
 // schemaVersion is the highest migration recorded, 0 for a new database.
@@ -108,16 +84,16 @@ func migrateOne(ctx context.Context, db *sql.DB, all []migration) (done bool, er
 		return true, nil
 	}
 	m := all[cur]
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("sqlite: migration %s: %w", m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx,
 		"INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?, ?, ?)",
-		m.version, m.name, ms(time.Now())); err != nil {
-		return false, fmt.Errorf("sqlite: record migration %s: %w", m.name, err)
+		m.Version, m.Name, ms(time.Now())); err != nil {
+		return false, fmt.Errorf("sqlite: record migration %s: %w", m.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("sqlite: commit migration %s: %w", m.name, err)
+		return false, fmt.Errorf("sqlite: commit migration %s: %w", m.Name, err)
 	}
 	return false, nil
 }

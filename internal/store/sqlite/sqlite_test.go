@@ -146,7 +146,7 @@ func TestMigrationsAreNumbered(t *testing.T) {
 		t.Fatal("no migrations embedded")
 	}
 	for i, m := range all {
-		if m.version != i+1 || strings.TrimSpace(m.sql) == "" {
+		if m.Version != i+1 || strings.TrimSpace(m.SQL) == "" {
 			t.Errorf("migration %d: %+v", i, m)
 		}
 	}
