@@ -92,7 +92,7 @@ func (c *Client) Receive(ctx context.Context, wait time.Duration, handle func(Ev
 		defer t.Stop()
 		timeout = t.C
 	}
-	cn, drained, err := c.receivingConn(ctx, a)
+	cn, drained, err := c.receivingConn(ctx, a, wait == 0)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,13 @@ func (c *Client) Receive(ctx context.Context, wait time.Duration, handle func(Ev
 // and whether its backlog was already fully pushed. A connection that
 // discarded envelopes while nobody was receiving is replaced, since the
 // server only re-sends them on a new connection.
-func (c *Client) receivingConn(ctx context.Context, a *account) (*conn, bool, error) {
+//
+// snapshot asks for a complete view of what the server holds now (a
+// Receive that only drains the backlog): a connection whose backlog was
+// already drained cannot say whether a message stored a moment ago is
+// still on its way, so a fresh connection is dialed, whose backlog and
+// queue_empty cover everything stored before it authenticated.
+func (c *Client) receivingConn(ctx context.Context, a *account, snapshot bool) (*conn, bool, error) {
 	c.dialMu.Lock()
 	defer c.dialMu.Unlock()
 	c.mu.Lock()
@@ -178,7 +184,7 @@ func (c *Client) receivingConn(ctx context.Context, a *account) (*conn, bool, er
 	c.mu.Unlock()
 	if cur != nil && cur.alive() {
 		cur.mu.Lock()
-		ok := !cur.dropped && !cur.overflow
+		ok := !cur.dropped && !cur.overflow && !(snapshot && cur.drained)
 		drained := cur.drained
 		if ok {
 			cur.receiving = true
