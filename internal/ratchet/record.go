@@ -96,9 +96,10 @@ func (r *Record) DecryptFrom(local *pqxdh.Responder, peerUser string, expect key
 		return r.decryptPrekeyMessage(local, peerUser, expect, m)
 	}
 	ok := func(s *Session) *Decrypted { return &Decrypted{RemoteIdentity: s.remoteIdentity} }
+	all := r.sessions()
 
 	// A known ratchet key names its session.
-	for _, s := range r.sessions() {
+	for _, s := range all {
 		for i := range s.recv {
 			if s.recv[i].ratchetKey == m.RatchetKey {
 				if !expect.Equal(s.remoteIdentity) {
@@ -115,7 +116,7 @@ func (r *Record) DecryptFrom(local *pqxdh.Responder, peerUser string, expect key
 		}
 	}
 	// A stored skipped key of a receiving chain no longer kept.
-	for _, s := range r.sessions() {
+	for _, s := range all {
 		if j := s.findSkipped(m.RatchetKey, m.N); j >= 0 {
 			if !expect.Equal(s.remoteIdentity) {
 				return nil, ErrUntrustedIdentity
@@ -134,7 +135,7 @@ func (r *Record) DecryptFrom(local *pqxdh.Responder, peerUser string, expect key
 	// cannot cost 41 full-size jumps (docs/protocol.md §5.6).
 	var firstErr error
 	tried := false
-	for i, s := range r.sessions() {
+	for i, s := range all {
 		if !expect.Equal(s.remoteIdentity) {
 			continue
 		}
