@@ -43,6 +43,116 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Receipt_Kind int32
+
+const (
+	Receipt_KIND_UNSPECIFIED Receipt_Kind = 0
+	Receipt_DELIVERED        Receipt_Kind = 1
+	Receipt_READ             Receipt_Kind = 2
+)
+
+// Enum value maps for Receipt_Kind.
+var (
+	Receipt_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "DELIVERED",
+		2: "READ",
+	}
+	Receipt_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"DELIVERED":        1,
+		"READ":             2,
+	}
+)
+
+func (x Receipt_Kind) Enum() *Receipt_Kind {
+	p := new(Receipt_Kind)
+	*p = x
+	return p
+}
+
+func (x Receipt_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Receipt_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_hush_proto_enumTypes[0].Descriptor()
+}
+
+func (Receipt_Kind) Type() protoreflect.EnumType {
+	return &file_hush_proto_enumTypes[0]
+}
+
+func (x Receipt_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Receipt_Kind.Descriptor instead.
+func (Receipt_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{45, 0}
+}
+
+type CallHangup_Reason int32
+
+const (
+	CallHangup_REASON_UNSPECIFIED CallHangup_Reason = 0
+	CallHangup_NORMAL             CallHangup_Reason = 1
+	CallHangup_DECLINED           CallHangup_Reason = 2
+	CallHangup_TIMEOUT            CallHangup_Reason = 3
+	CallHangup_ANSWERED_ELSEWHERE CallHangup_Reason = 4
+	CallHangup_FAILED             CallHangup_Reason = 5
+	CallHangup_BUSY               CallHangup_Reason = 6
+)
+
+// Enum value maps for CallHangup_Reason.
+var (
+	CallHangup_Reason_name = map[int32]string{
+		0: "REASON_UNSPECIFIED",
+		1: "NORMAL",
+		2: "DECLINED",
+		3: "TIMEOUT",
+		4: "ANSWERED_ELSEWHERE",
+		5: "FAILED",
+		6: "BUSY",
+	}
+	CallHangup_Reason_value = map[string]int32{
+		"REASON_UNSPECIFIED": 0,
+		"NORMAL":             1,
+		"DECLINED":           2,
+		"TIMEOUT":            3,
+		"ANSWERED_ELSEWHERE": 4,
+		"FAILED":             5,
+		"BUSY":               6,
+	}
+)
+
+func (x CallHangup_Reason) Enum() *CallHangup_Reason {
+	p := new(CallHangup_Reason)
+	*p = x
+	return p
+}
+
+func (x CallHangup_Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallHangup_Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_hush_proto_enumTypes[1].Descriptor()
+}
+
+func (CallHangup_Reason) Type() protoreflect.EnumType {
+	return &file_hush_proto_enumTypes[1]
+}
+
+func (x CallHangup_Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallHangup_Reason.Descriptor instead.
+func (CallHangup_Reason) EnumDescriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{58, 0}
+}
+
 type DeviceNotice_Kind int32
 
 const (
@@ -79,11 +189,11 @@ func (x DeviceNotice_Kind) String() string {
 }
 
 func (DeviceNotice_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_hush_proto_enumTypes[0].Descriptor()
+	return file_hush_proto_enumTypes[2].Descriptor()
 }
 
 func (DeviceNotice_Kind) Type() protoreflect.EnumType {
-	return &file_hush_proto_enumTypes[0]
+	return &file_hush_proto_enumTypes[2]
 }
 
 func (x DeviceNotice_Kind) Number() protoreflect.EnumNumber {
@@ -92,7 +202,7 @@ func (x DeviceNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeviceNotice_Kind.Descriptor instead.
 func (DeviceNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{42, 0}
+	return file_hush_proto_rawDescGZIP(), []int{62, 0}
 }
 
 type ServerInfo struct {
@@ -595,6 +705,7 @@ type ClientFrame struct {
 	//	*ClientFrame_ProvisionSend
 	//	*ClientFrame_ResetAccountKey
 	//	*ClientFrame_BlobUpload
+	//	*ClientFrame_TurnCredentials
 	Body          isClientFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -761,6 +872,15 @@ func (x *ClientFrame) GetBlobUpload() *BlobUploadRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetTurnCredentials() *TurnCredentialsRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ClientFrame_TurnCredentials); ok {
+			return x.TurnCredentials
+		}
+	}
+	return nil
+}
+
 type isClientFrame_Body interface {
 	isClientFrame_Body()
 }
@@ -817,6 +937,10 @@ type ClientFrame_BlobUpload struct {
 	BlobUpload *BlobUploadRequest `protobuf:"bytes,14,opt,name=blob_upload,json=blobUpload,proto3,oneof"`
 }
 
+type ClientFrame_TurnCredentials struct {
+	TurnCredentials *TurnCredentialsRequest `protobuf:"bytes,15,opt,name=turn_credentials,json=turnCredentials,proto3,oneof"`
+}
+
 func (*ClientFrame_Auth) isClientFrame_Body() {}
 
 func (*ClientFrame_GetAccount) isClientFrame_Body() {}
@@ -843,6 +967,8 @@ func (*ClientFrame_ResetAccountKey) isClientFrame_Body() {}
 
 func (*ClientFrame_BlobUpload) isClientFrame_Body() {}
 
+func (*ClientFrame_TurnCredentials) isClientFrame_Body() {}
+
 type ServerFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -861,6 +987,7 @@ type ServerFrame struct {
 	//	*ServerFrame_SenderCertificate
 	//	*ServerFrame_Ok
 	//	*ServerFrame_BlobGrant
+	//	*ServerFrame_TurnCredentials
 	Body          isServerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1027,6 +1154,15 @@ func (x *ServerFrame) GetBlobGrant() *BlobUploadGrant {
 	return nil
 }
 
+func (x *ServerFrame) GetTurnCredentials() *TurnCredentials {
+	if x != nil {
+		if x, ok := x.Body.(*ServerFrame_TurnCredentials); ok {
+			return x.TurnCredentials
+		}
+	}
+	return nil
+}
+
 type isServerFrame_Body interface {
 	isServerFrame_Body()
 }
@@ -1083,6 +1219,10 @@ type ServerFrame_BlobGrant struct {
 	BlobGrant *BlobUploadGrant `protobuf:"bytes,14,opt,name=blob_grant,json=blobGrant,proto3,oneof"`
 }
 
+type ServerFrame_TurnCredentials struct {
+	TurnCredentials *TurnCredentials `protobuf:"bytes,15,opt,name=turn_credentials,json=turnCredentials,proto3,oneof"`
+}
+
 func (*ServerFrame_Challenge) isServerFrame_Body() {}
 
 func (*ServerFrame_Error) isServerFrame_Body() {}
@@ -1108,6 +1248,8 @@ func (*ServerFrame_SenderCertificate) isServerFrame_Body() {}
 func (*ServerFrame_Ok) isServerFrame_Body() {}
 
 func (*ServerFrame_BlobGrant) isServerFrame_Body() {}
+
+func (*ServerFrame_TurnCredentials) isServerFrame_Body() {}
 
 // Asks for a one-time capability to upload one encrypted file (§9.13).
 type BlobUploadRequest struct {
@@ -2664,6 +2806,14 @@ type Content struct {
 	//	*Content_SyncSent
 	//	*Content_DeviceNotice
 	//	*Content_DeliveryToken
+	//	*Content_Reaction
+	//	*Content_Edit
+	//	*Content_Delete
+	//	*Content_Receipt
+	//	*Content_Typing
+	//	*Content_Timer
+	//	*Content_GroupUpdate
+	//	*Content_Call
 	Body isContent_Body `protobuf_oneof:"body"`
 	// A file sent with the message (text, if any, is the caption).
 	Attachment *Attachment `protobuf:"bytes,13,opt,name=attachment,proto3" json:"attachment,omitempty"`
@@ -2671,8 +2821,16 @@ type Content struct {
 	// they accept; also refreshed after a token rotation.
 	SenderDeliveryToken []byte `protobuf:"bytes,14,opt,name=sender_delivery_token,json=senderDeliveryToken,proto3" json:"sender_delivery_token,omitempty"`
 	Padding             []byte `protobuf:"bytes,15,opt,name=padding,proto3" json:"padding,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Set on everything sent within a group (§10): which group, and the
+	// epoch of the group state the sender acted on.
+	Group *GroupContext `protobuf:"bytes,16,opt,name=group,proto3" json:"group,omitempty"`
+	// The message this one quotes (a reply).
+	ReplyTo *MessageRef `protobuf:"bytes,17,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	// The disappearing-message timer in force for this message, in seconds
+	// (0: off). Every device erases it this long after it arrived.
+	ExpireSeconds uint32 `protobuf:"varint,18,opt,name=expire_seconds,json=expireSeconds,proto3" json:"expire_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Content) Reset() {
@@ -2755,6 +2913,78 @@ func (x *Content) GetDeliveryToken() *DeliveryToken {
 	return nil
 }
 
+func (x *Content) GetReaction() *Reaction {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Reaction); ok {
+			return x.Reaction
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetEdit() *Edit {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Edit); ok {
+			return x.Edit
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetDelete() *Delete {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetReceipt() *Receipt {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Receipt); ok {
+			return x.Receipt
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetTyping() *Typing {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Typing); ok {
+			return x.Typing
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetTimer() *TimerUpdate {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Timer); ok {
+			return x.Timer
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetGroupUpdate() *GroupUpdate {
+	if x != nil {
+		if x, ok := x.Body.(*Content_GroupUpdate); ok {
+			return x.GroupUpdate
+		}
+	}
+	return nil
+}
+
+func (x *Content) GetCall() *CallSignal {
+	if x != nil {
+		if x, ok := x.Body.(*Content_Call); ok {
+			return x.Call
+		}
+	}
+	return nil
+}
+
 func (x *Content) GetAttachment() *Attachment {
 	if x != nil {
 		return x.Attachment
@@ -2774,6 +3004,27 @@ func (x *Content) GetPadding() []byte {
 		return x.Padding
 	}
 	return nil
+}
+
+func (x *Content) GetGroup() *GroupContext {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *Content) GetReplyTo() *MessageRef {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return nil
+}
+
+func (x *Content) GetExpireSeconds() uint32 {
+	if x != nil {
+		return x.ExpireSeconds
+	}
+	return 0
 }
 
 type isContent_Body interface {
@@ -2796,6 +3047,38 @@ type Content_DeliveryToken struct {
 	DeliveryToken *DeliveryToken `protobuf:"bytes,5,opt,name=delivery_token,json=deliveryToken,proto3,oneof"` // share my token with a contact
 }
 
+type Content_Reaction struct {
+	Reaction *Reaction `protobuf:"bytes,6,opt,name=reaction,proto3,oneof"`
+}
+
+type Content_Edit struct {
+	Edit *Edit `protobuf:"bytes,7,opt,name=edit,proto3,oneof"`
+}
+
+type Content_Delete struct {
+	Delete *Delete `protobuf:"bytes,8,opt,name=delete,proto3,oneof"` // for everyone
+}
+
+type Content_Receipt struct {
+	Receipt *Receipt `protobuf:"bytes,9,opt,name=receipt,proto3,oneof"`
+}
+
+type Content_Typing struct {
+	Typing *Typing `protobuf:"bytes,10,opt,name=typing,proto3,oneof"`
+}
+
+type Content_Timer struct {
+	Timer *TimerUpdate `protobuf:"bytes,11,opt,name=timer,proto3,oneof"` // disappearing-message setting
+}
+
+type Content_GroupUpdate struct {
+	GroupUpdate *GroupUpdate `protobuf:"bytes,12,opt,name=group_update,json=groupUpdate,proto3,oneof"` // a new signed group state
+}
+
+type Content_Call struct {
+	Call *CallSignal `protobuf:"bytes,20,opt,name=call,proto3,oneof"` // call signalling (§11)
+}
+
 func (*Content_Text) isContent_Body() {}
 
 func (*Content_SyncSent) isContent_Body() {}
@@ -2803,6 +3086,1173 @@ func (*Content_SyncSent) isContent_Body() {}
 func (*Content_DeviceNotice) isContent_Body() {}
 
 func (*Content_DeliveryToken) isContent_Body() {}
+
+func (*Content_Reaction) isContent_Body() {}
+
+func (*Content_Edit) isContent_Body() {}
+
+func (*Content_Delete) isContent_Body() {}
+
+func (*Content_Receipt) isContent_Body() {}
+
+func (*Content_Typing) isContent_Body() {}
+
+func (*Content_Timer) isContent_Body() {}
+
+func (*Content_GroupUpdate) isContent_Body() {}
+
+func (*Content_Call) isContent_Body() {}
+
+// Names a message: its id and the account that sent it.
+type MessageRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageId     []byte                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Author        string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageRef) Reset() {
+	*x = MessageRef{}
+	mi := &file_hush_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageRef) ProtoMessage() {}
+
+func (x *MessageRef) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageRef.ProtoReflect.Descriptor instead.
+func (*MessageRef) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *MessageRef) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
+}
+
+func (x *MessageRef) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+type Reaction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *MessageRef            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Emoji         string                 `protobuf:"bytes,2,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	Remove        bool                   `protobuf:"varint,3,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reaction) Reset() {
+	*x = Reaction{}
+	mi := &file_hush_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reaction) ProtoMessage() {}
+
+func (x *Reaction) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
+func (*Reaction) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Reaction) GetTarget() *MessageRef {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *Reaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *Reaction) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+// Replaces the text of a message the same account sent.
+type Edit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *MessageRef            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Body          string                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Edit) Reset() {
+	*x = Edit{}
+	mi := &file_hush_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Edit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Edit) ProtoMessage() {}
+
+func (x *Edit) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Edit.ProtoReflect.Descriptor instead.
+func (*Edit) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Edit) GetTarget() *MessageRef {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *Edit) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+// Deletes, for everyone, a message the same account sent.
+type Delete struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *MessageRef            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delete) Reset() {
+	*x = Delete{}
+	mi := &file_hush_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delete) ProtoMessage() {}
+
+func (x *Delete) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delete.ProtoReflect.Descriptor instead.
+func (*Delete) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *Delete) GetTarget() *MessageRef {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+type Receipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          Receipt_Kind           `protobuf:"varint,1,opt,name=kind,proto3,enum=hush.wire.v1.Receipt_Kind" json:"kind,omitempty"`
+	Targets       []*MessageRef          `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_hush_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *Receipt) GetKind() Receipt_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Receipt_KIND_UNSPECIFIED
+}
+
+func (x *Receipt) GetTargets() []*MessageRef {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+type Typing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Started       bool                   `protobuf:"varint,1,opt,name=started,proto3" json:"started,omitempty"` // false: stopped
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Typing) Reset() {
+	*x = Typing{}
+	mi := &file_hush_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Typing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Typing) ProtoMessage() {}
+
+func (x *Typing) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Typing.ProtoReflect.Descriptor instead.
+func (*Typing) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *Typing) GetStarted() bool {
+	if x != nil {
+		return x.Started
+	}
+	return false
+}
+
+type TimerUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seconds       uint32                 `protobuf:"varint,1,opt,name=seconds,proto3" json:"seconds,omitempty"` // 0: off
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerUpdate) Reset() {
+	*x = TimerUpdate{}
+	mi := &file_hush_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerUpdate) ProtoMessage() {}
+
+func (x *TimerUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerUpdate.ProtoReflect.Descriptor instead.
+func (*TimerUpdate) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *TimerUpdate) GetSeconds() uint32 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+type GroupContext struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // 16 random bytes
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupContext) Reset() {
+	*x = GroupContext{}
+	mi := &file_hush_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupContext) ProtoMessage() {}
+
+func (x *GroupContext) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupContext.ProtoReflect.Descriptor instead.
+func (*GroupContext) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *GroupContext) GetGroupId() []byte {
+	if x != nil {
+		return x.GroupId
+	}
+	return nil
+}
+
+func (x *GroupContext) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// The state of a group (§10). Members and admins are usernames; admins
+// are members. Each change increments epoch by one.
+type GroupState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Members       []string               `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Admins        []string               `protobuf:"bytes,4,rep,name=admins,proto3" json:"admins,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	ChangedBy     string                 `protobuf:"bytes,6,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"` // the admin who made this state
+	ChangedMs     int64                  `protobuf:"varint,7,opt,name=changed_ms,json=changedMs,proto3" json:"changed_ms,omitempty"`
+	Previous      []byte                 `protobuf:"bytes,8,opt,name=previous,proto3" json:"previous,omitempty"` // SHA-256 of the previous SignedGroupState.state
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupState) Reset() {
+	*x = GroupState{}
+	mi := &file_hush_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupState) ProtoMessage() {}
+
+func (x *GroupState) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupState.ProtoReflect.Descriptor instead.
+func (*GroupState) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *GroupState) GetGroupId() []byte {
+	if x != nil {
+		return x.GroupId
+	}
+	return nil
+}
+
+func (x *GroupState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupState) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GroupState) GetAdmins() []string {
+	if x != nil {
+		return x.Admins
+	}
+	return nil
+}
+
+func (x *GroupState) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *GroupState) GetChangedBy() string {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return ""
+}
+
+func (x *GroupState) GetChangedMs() int64 {
+	if x != nil {
+		return x.ChangedMs
+	}
+	return 0
+}
+
+func (x *GroupState) GetPrevious() []byte {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+type SignedGroupState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         []byte                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`                                    // GroupState encoding
+	Signer        string                 `protobuf:"bytes,2,opt,name=signer,proto3" json:"signer,omitempty"`                                  // username of the admin
+	SignerDevice  uint32                 `protobuf:"varint,3,opt,name=signer_device,json=signerDevice,proto3" json:"signer_device,omitempty"` // the device whose signing key signed
+	Signature     []byte                 `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedGroupState) Reset() {
+	*x = SignedGroupState{}
+	mi := &file_hush_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedGroupState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedGroupState) ProtoMessage() {}
+
+func (x *SignedGroupState) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedGroupState.ProtoReflect.Descriptor instead.
+func (*SignedGroupState) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *SignedGroupState) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *SignedGroupState) GetSigner() string {
+	if x != nil {
+		return x.Signer
+	}
+	return ""
+}
+
+func (x *SignedGroupState) GetSignerDevice() uint32 {
+	if x != nil {
+		return x.SignerDevice
+	}
+	return 0
+}
+
+func (x *SignedGroupState) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+type GroupUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *SignedGroupState      `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupUpdate) Reset() {
+	*x = GroupUpdate{}
+	mi := &file_hush_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupUpdate) ProtoMessage() {}
+
+func (x *GroupUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupUpdate.ProtoReflect.Descriptor instead.
+func (*GroupUpdate) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *GroupUpdate) GetState() *SignedGroupState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+// Call signalling (§11), end to end encrypted like any message.
+type CallSignal struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CallId []byte                 `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"` // 16 random bytes chosen by the caller
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*CallSignal_Offer
+	//	*CallSignal_Answer
+	//	*CallSignal_Ice
+	//	*CallSignal_Ringing
+	//	*CallSignal_Busy
+	//	*CallSignal_Hangup
+	Kind isCallSignal_Kind `protobuf_oneof:"kind"`
+	// The callee device an answer came from, so the caller talks to it
+	// alone from then on (0: not yet known).
+	Device        uint32 `protobuf:"varint,8,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallSignal) Reset() {
+	*x = CallSignal{}
+	mi := &file_hush_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallSignal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallSignal) ProtoMessage() {}
+
+func (x *CallSignal) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallSignal.ProtoReflect.Descriptor instead.
+func (*CallSignal) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CallSignal) GetCallId() []byte {
+	if x != nil {
+		return x.CallId
+	}
+	return nil
+}
+
+func (x *CallSignal) GetKind() isCallSignal_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *CallSignal) GetOffer() *CallOffer {
+	if x != nil {
+		if x, ok := x.Kind.(*CallSignal_Offer); ok {
+			return x.Offer
+		}
+	}
+	return nil
+}
+
+func (x *CallSignal) GetAnswer() *CallAnswer {
+	if x != nil {
+		if x, ok := x.Kind.(*CallSignal_Answer); ok {
+			return x.Answer
+		}
+	}
+	return nil
+}
+
+func (x *CallSignal) GetIce() *CallIce {
+	if x != nil {
+		if x, ok := x.Kind.(*CallSignal_Ice); ok {
+			return x.Ice
+		}
+	}
+	return nil
+}
+
+func (x *CallSignal) GetRinging() *CallRinging {
+	if x != nil {
+		if x, ok := x.Kind.(*CallSignal_Ringing); ok {
+			return x.Ringing
+		}
+	}
+	return nil
+}
+
+func (x *CallSignal) GetBusy() *CallBusy {
+	if x != nil {
+		if x, ok := x.Kind.(*CallSignal_Busy); ok {
+			return x.Busy
+		}
+	}
+	return nil
+}
+
+func (x *CallSignal) GetHangup() *CallHangup {
+	if x != nil {
+		if x, ok := x.Kind.(*CallSignal_Hangup); ok {
+			return x.Hangup
+		}
+	}
+	return nil
+}
+
+func (x *CallSignal) GetDevice() uint32 {
+	if x != nil {
+		return x.Device
+	}
+	return 0
+}
+
+type isCallSignal_Kind interface {
+	isCallSignal_Kind()
+}
+
+type CallSignal_Offer struct {
+	Offer *CallOffer `protobuf:"bytes,2,opt,name=offer,proto3,oneof"`
+}
+
+type CallSignal_Answer struct {
+	Answer *CallAnswer `protobuf:"bytes,3,opt,name=answer,proto3,oneof"`
+}
+
+type CallSignal_Ice struct {
+	Ice *CallIce `protobuf:"bytes,4,opt,name=ice,proto3,oneof"`
+}
+
+type CallSignal_Ringing struct {
+	Ringing *CallRinging `protobuf:"bytes,5,opt,name=ringing,proto3,oneof"`
+}
+
+type CallSignal_Busy struct {
+	Busy *CallBusy `protobuf:"bytes,6,opt,name=busy,proto3,oneof"`
+}
+
+type CallSignal_Hangup struct {
+	Hangup *CallHangup `protobuf:"bytes,7,opt,name=hangup,proto3,oneof"`
+}
+
+func (*CallSignal_Offer) isCallSignal_Kind() {}
+
+func (*CallSignal_Answer) isCallSignal_Kind() {}
+
+func (*CallSignal_Ice) isCallSignal_Kind() {}
+
+func (*CallSignal_Ringing) isCallSignal_Kind() {}
+
+func (*CallSignal_Busy) isCallSignal_Kind() {}
+
+func (*CallSignal_Hangup) isCallSignal_Kind() {}
+
+type CallOffer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sdp           string                 `protobuf:"bytes,1,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	Video         bool                   `protobuf:"varint,2,opt,name=video,proto3" json:"video,omitempty"`
+	RelayOnly     bool                   `protobuf:"varint,3,opt,name=relay_only,json=relayOnly,proto3" json:"relay_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallOffer) Reset() {
+	*x = CallOffer{}
+	mi := &file_hush_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallOffer) ProtoMessage() {}
+
+func (x *CallOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallOffer.ProtoReflect.Descriptor instead.
+func (*CallOffer) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *CallOffer) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+func (x *CallOffer) GetVideo() bool {
+	if x != nil {
+		return x.Video
+	}
+	return false
+}
+
+func (x *CallOffer) GetRelayOnly() bool {
+	if x != nil {
+		return x.RelayOnly
+	}
+	return false
+}
+
+type CallAnswer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sdp           string                 `protobuf:"bytes,1,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallAnswer) Reset() {
+	*x = CallAnswer{}
+	mi := &file_hush_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallAnswer) ProtoMessage() {}
+
+func (x *CallAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallAnswer.ProtoReflect.Descriptor instead.
+func (*CallAnswer) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *CallAnswer) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+type CallIce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Candidate     string                 `protobuf:"bytes,1,opt,name=candidate,proto3" json:"candidate,omitempty"` // JSON of an RTCIceCandidateInit
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallIce) Reset() {
+	*x = CallIce{}
+	mi := &file_hush_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallIce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallIce) ProtoMessage() {}
+
+func (x *CallIce) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallIce.ProtoReflect.Descriptor instead.
+func (*CallIce) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *CallIce) GetCandidate() string {
+	if x != nil {
+		return x.Candidate
+	}
+	return ""
+}
+
+type CallRinging struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRinging) Reset() {
+	*x = CallRinging{}
+	mi := &file_hush_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRinging) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRinging) ProtoMessage() {}
+
+func (x *CallRinging) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRinging.ProtoReflect.Descriptor instead.
+func (*CallRinging) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{56}
+}
+
+type CallBusy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallBusy) Reset() {
+	*x = CallBusy{}
+	mi := &file_hush_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallBusy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallBusy) ProtoMessage() {}
+
+func (x *CallBusy) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallBusy.ProtoReflect.Descriptor instead.
+func (*CallBusy) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{57}
+}
+
+type CallHangup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        CallHangup_Reason      `protobuf:"varint,1,opt,name=reason,proto3,enum=hush.wire.v1.CallHangup_Reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallHangup) Reset() {
+	*x = CallHangup{}
+	mi := &file_hush_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallHangup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallHangup) ProtoMessage() {}
+
+func (x *CallHangup) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallHangup.ProtoReflect.Descriptor instead.
+func (*CallHangup) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CallHangup) GetReason() CallHangup_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return CallHangup_REASON_UNSPECIFIED
+}
+
+// Asks for short-lived TURN credentials (§11.3); authenticated devices only.
+type TurnCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TurnCredentialsRequest) Reset() {
+	*x = TurnCredentialsRequest{}
+	mi := &file_hush_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TurnCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TurnCredentialsRequest) ProtoMessage() {}
+
+func (x *TurnCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TurnCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*TurnCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{59}
+}
+
+type TurnCredentials struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Urls          []string               `protobuf:"bytes,1,rep,name=urls,proto3" json:"urls,omitempty"` // turn:host:port?transport=udp and ...=tcp
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Credential    string                 `protobuf:"bytes,3,opt,name=credential,proto3" json:"credential,omitempty"`
+	ExpiresMs     int64                  `protobuf:"varint,4,opt,name=expires_ms,json=expiresMs,proto3" json:"expires_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TurnCredentials) Reset() {
+	*x = TurnCredentials{}
+	mi := &file_hush_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TurnCredentials) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TurnCredentials) ProtoMessage() {}
+
+func (x *TurnCredentials) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TurnCredentials.ProtoReflect.Descriptor instead.
+func (*TurnCredentials) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *TurnCredentials) GetUrls() []string {
+	if x != nil {
+		return x.Urls
+	}
+	return nil
+}
+
+func (x *TurnCredentials) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *TurnCredentials) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *TurnCredentials) GetExpiresMs() int64 {
+	if x != nil {
+		return x.ExpiresMs
+	}
+	return 0
+}
 
 // A copy of a message this account sent from another device.
 type SyncSent struct {
@@ -2816,7 +4266,7 @@ type SyncSent struct {
 
 func (x *SyncSent) Reset() {
 	*x = SyncSent{}
-	mi := &file_hush_proto_msgTypes[41]
+	mi := &file_hush_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +4278,7 @@ func (x *SyncSent) String() string {
 func (*SyncSent) ProtoMessage() {}
 
 func (x *SyncSent) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[41]
+	mi := &file_hush_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +4291,7 @@ func (x *SyncSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncSent.ProtoReflect.Descriptor instead.
 func (*SyncSent) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{41}
+	return file_hush_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SyncSent) GetTo() string {
@@ -2879,7 +4329,7 @@ type DeviceNotice struct {
 
 func (x *DeviceNotice) Reset() {
 	*x = DeviceNotice{}
-	mi := &file_hush_proto_msgTypes[42]
+	mi := &file_hush_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +4341,7 @@ func (x *DeviceNotice) String() string {
 func (*DeviceNotice) ProtoMessage() {}
 
 func (x *DeviceNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[42]
+	mi := &file_hush_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +4354,7 @@ func (x *DeviceNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceNotice.ProtoReflect.Descriptor instead.
 func (*DeviceNotice) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{42}
+	return file_hush_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DeviceNotice) GetKind() DeviceNotice_Kind {
@@ -2953,7 +4403,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_hush_proto_msgTypes[43]
+	mi := &file_hush_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +4415,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[43]
+	mi := &file_hush_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +4428,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{43}
+	return file_hush_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Attachment) GetBlobId() string {
@@ -3046,7 +4496,7 @@ type DeliveryToken struct {
 
 func (x *DeliveryToken) Reset() {
 	*x = DeliveryToken{}
-	mi := &file_hush_proto_msgTypes[44]
+	mi := &file_hush_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +4508,7 @@ func (x *DeliveryToken) String() string {
 func (*DeliveryToken) ProtoMessage() {}
 
 func (x *DeliveryToken) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[44]
+	mi := &file_hush_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +4521,7 @@ func (x *DeliveryToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryToken.ProtoReflect.Descriptor instead.
 func (*DeliveryToken) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{44}
+	return file_hush_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeliveryToken) GetToken() []byte {
@@ -3099,7 +4549,7 @@ type LinkPayload struct {
 
 func (x *LinkPayload) Reset() {
 	*x = LinkPayload{}
-	mi := &file_hush_proto_msgTypes[45]
+	mi := &file_hush_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +4561,7 @@ func (x *LinkPayload) String() string {
 func (*LinkPayload) ProtoMessage() {}
 
 func (x *LinkPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[45]
+	mi := &file_hush_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +4574,7 @@ func (x *LinkPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPayload.ProtoReflect.Descriptor instead.
 func (*LinkPayload) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{45}
+	return file_hush_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LinkPayload) GetUsername() string {
@@ -3205,7 +4655,7 @@ type LinkedContact struct {
 
 func (x *LinkedContact) Reset() {
 	*x = LinkedContact{}
-	mi := &file_hush_proto_msgTypes[46]
+	mi := &file_hush_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +4667,7 @@ func (x *LinkedContact) String() string {
 func (*LinkedContact) ProtoMessage() {}
 
 func (x *LinkedContact) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[46]
+	mi := &file_hush_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +4680,7 @@ func (x *LinkedContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedContact.ProtoReflect.Descriptor instead.
 func (*LinkedContact) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{46}
+	return file_hush_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *LinkedContact) GetUsername() string {
@@ -3298,7 +4748,7 @@ type LinkedMessage struct {
 
 func (x *LinkedMessage) Reset() {
 	*x = LinkedMessage{}
-	mi := &file_hush_proto_msgTypes[47]
+	mi := &file_hush_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3310,7 +4760,7 @@ func (x *LinkedMessage) String() string {
 func (*LinkedMessage) ProtoMessage() {}
 
 func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[47]
+	mi := &file_hush_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3323,7 +4773,7 @@ func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedMessage.ProtoReflect.Descriptor instead.
 func (*LinkedMessage) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{47}
+	return file_hush_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LinkedMessage) GetPeer() string {
@@ -3391,7 +4841,7 @@ type Text struct {
 
 func (x *Text) Reset() {
 	*x = Text{}
-	mi := &file_hush_proto_msgTypes[48]
+	mi := &file_hush_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +4853,7 @@ func (x *Text) String() string {
 func (*Text) ProtoMessage() {}
 
 func (x *Text) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[48]
+	mi := &file_hush_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +4866,7 @@ func (x *Text) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Text.ProtoReflect.Descriptor instead.
 func (*Text) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{48}
+	return file_hush_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Text) GetBody() string {
@@ -3469,7 +4919,7 @@ const file_hush_proto_rawDesc = "" +
 	"\bone_time\x18\x02 \x03(\v2\x1b.hush.wire.v1.OneTimePrekeyR\aoneTime\x129\n" +
 	"\fkem_one_time\x18\x03 \x03(\v2\x17.hush.wire.v1.KEMPrekeyR\n" +
 	"kemOneTime\x12?\n" +
-	"\x0fkem_last_resort\x18\x04 \x01(\v2\x17.hush.wire.v1.KEMPrekeyR\rkemLastResort\"\xbd\a\n" +
+	"\x0fkem_last_resort\x18\x04 \x01(\v2\x17.hush.wire.v1.KEMPrekeyR\rkemLastResort\"\x90\b\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
 	"\x04auth\x18\x02 \x01(\v2\x1a.hush.wire.v1.AuthResponseH\x00R\x04auth\x12B\n" +
@@ -3489,8 +4939,9 @@ const file_hush_proto_rawDesc = "" +
 	"\x0eprovision_send\x18\f \x01(\v2\".hush.wire.v1.ProvisionSendRequestH\x00R\rprovisionSend\x12R\n" +
 	"\x11reset_account_key\x18\r \x01(\v2$.hush.wire.v1.ResetAccountKeyRequestH\x00R\x0fresetAccountKey\x12B\n" +
 	"\vblob_upload\x18\x0e \x01(\v2\x1f.hush.wire.v1.BlobUploadRequestH\x00R\n" +
-	"blobUploadB\x06\n" +
-	"\x04body\"\x8f\x06\n" +
+	"blobUpload\x12Q\n" +
+	"\x10turn_credentials\x18\x0f \x01(\v2$.hush.wire.v1.TurnCredentialsRequestH\x00R\x0fturnCredentialsB\x06\n" +
+	"\x04body\"\xdb\x06\n" +
 	"\vServerFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
 	"\tchallenge\x18\x02 \x01(\v2\x1b.hush.wire.v1.AuthChallengeH\x00R\tchallenge\x12+\n" +
@@ -3508,7 +4959,8 @@ const file_hush_proto_rawDesc = "" +
 	"\x12sender_certificate\x18\f \x01(\v2'.hush.wire.v1.SenderCertificateResponseH\x00R\x11senderCertificate\x12\"\n" +
 	"\x02ok\x18\r \x01(\v2\x10.hush.wire.v1.OkH\x00R\x02ok\x12>\n" +
 	"\n" +
-	"blob_grant\x18\x0e \x01(\v2\x1d.hush.wire.v1.BlobUploadGrantH\x00R\tblobGrantB\x06\n" +
+	"blob_grant\x18\x0e \x01(\v2\x1d.hush.wire.v1.BlobUploadGrantH\x00R\tblobGrant\x12J\n" +
+	"\x10turn_credentials\x18\x0f \x01(\v2\x1d.hush.wire.v1.TurnCredentialsH\x00R\x0fturnCredentialsB\x06\n" +
 	"\x04body\"'\n" +
 	"\x11BlobUploadRequest\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\"~\n" +
@@ -3614,19 +5066,124 @@ const file_hush_proto_rawDesc = "" +
 	"server_ids\x18\x01 \x03(\x04R\tserverIds\"\r\n" +
 	"\vAckResponse\"\f\n" +
 	"\n" +
-	"QueueEmpty\"\x9c\x03\n" +
+	"QueueEmpty\"\xc0\a\n" +
 	"\aContent\x12\x17\n" +
 	"\asent_ms\x18\x01 \x01(\x03R\x06sentMs\x12(\n" +
 	"\x04text\x18\x02 \x01(\v2\x12.hush.wire.v1.TextH\x00R\x04text\x125\n" +
 	"\tsync_sent\x18\x03 \x01(\v2\x16.hush.wire.v1.SyncSentH\x00R\bsyncSent\x12A\n" +
 	"\rdevice_notice\x18\x04 \x01(\v2\x1a.hush.wire.v1.DeviceNoticeH\x00R\fdeviceNotice\x12D\n" +
-	"\x0edelivery_token\x18\x05 \x01(\v2\x1b.hush.wire.v1.DeliveryTokenH\x00R\rdeliveryToken\x128\n" +
+	"\x0edelivery_token\x18\x05 \x01(\v2\x1b.hush.wire.v1.DeliveryTokenH\x00R\rdeliveryToken\x124\n" +
+	"\breaction\x18\x06 \x01(\v2\x16.hush.wire.v1.ReactionH\x00R\breaction\x12(\n" +
+	"\x04edit\x18\a \x01(\v2\x12.hush.wire.v1.EditH\x00R\x04edit\x12.\n" +
+	"\x06delete\x18\b \x01(\v2\x14.hush.wire.v1.DeleteH\x00R\x06delete\x121\n" +
+	"\areceipt\x18\t \x01(\v2\x15.hush.wire.v1.ReceiptH\x00R\areceipt\x12.\n" +
+	"\x06typing\x18\n" +
+	" \x01(\v2\x14.hush.wire.v1.TypingH\x00R\x06typing\x121\n" +
+	"\x05timer\x18\v \x01(\v2\x19.hush.wire.v1.TimerUpdateH\x00R\x05timer\x12>\n" +
+	"\fgroup_update\x18\f \x01(\v2\x19.hush.wire.v1.GroupUpdateH\x00R\vgroupUpdate\x12.\n" +
+	"\x04call\x18\x14 \x01(\v2\x18.hush.wire.v1.CallSignalH\x00R\x04call\x128\n" +
 	"\n" +
 	"attachment\x18\r \x01(\v2\x18.hush.wire.v1.AttachmentR\n" +
 	"attachment\x122\n" +
 	"\x15sender_delivery_token\x18\x0e \x01(\fR\x13senderDeliveryToken\x12\x18\n" +
-	"\apadding\x18\x0f \x01(\fR\apaddingB\x06\n" +
-	"\x04body\"j\n" +
+	"\apadding\x18\x0f \x01(\fR\apadding\x120\n" +
+	"\x05group\x18\x10 \x01(\v2\x1a.hush.wire.v1.GroupContextR\x05group\x123\n" +
+	"\breply_to\x18\x11 \x01(\v2\x18.hush.wire.v1.MessageRefR\areplyTo\x12%\n" +
+	"\x0eexpire_seconds\x18\x12 \x01(\rR\rexpireSecondsB\x06\n" +
+	"\x04body\"C\n" +
+	"\n" +
+	"MessageRef\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\fR\tmessageId\x12\x16\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\"j\n" +
+	"\bReaction\x120\n" +
+	"\x06target\x18\x01 \x01(\v2\x18.hush.wire.v1.MessageRefR\x06target\x12\x14\n" +
+	"\x05emoji\x18\x02 \x01(\tR\x05emoji\x12\x16\n" +
+	"\x06remove\x18\x03 \x01(\bR\x06remove\"L\n" +
+	"\x04Edit\x120\n" +
+	"\x06target\x18\x01 \x01(\v2\x18.hush.wire.v1.MessageRefR\x06target\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\tR\x04body\":\n" +
+	"\x06Delete\x120\n" +
+	"\x06target\x18\x01 \x01(\v2\x18.hush.wire.v1.MessageRefR\x06target\"\xa4\x01\n" +
+	"\aReceipt\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.hush.wire.v1.Receipt.KindR\x04kind\x122\n" +
+	"\atargets\x18\x02 \x03(\v2\x18.hush.wire.v1.MessageRefR\atargets\"5\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tDELIVERED\x10\x01\x12\b\n" +
+	"\x04READ\x10\x02\"\"\n" +
+	"\x06Typing\x12\x18\n" +
+	"\astarted\x18\x01 \x01(\bR\astarted\"'\n" +
+	"\vTimerUpdate\x12\x18\n" +
+	"\aseconds\x18\x01 \x01(\rR\aseconds\"?\n" +
+	"\fGroupContext\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xdd\x01\n" +
+	"\n" +
+	"GroupState\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\amembers\x18\x03 \x03(\tR\amembers\x12\x16\n" +
+	"\x06admins\x18\x04 \x03(\tR\x06admins\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x1d\n" +
+	"\n" +
+	"changed_by\x18\x06 \x01(\tR\tchangedBy\x12\x1d\n" +
+	"\n" +
+	"changed_ms\x18\a \x01(\x03R\tchangedMs\x12\x1a\n" +
+	"\bprevious\x18\b \x01(\fR\bprevious\"\x83\x01\n" +
+	"\x10SignedGroupState\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\x12\x16\n" +
+	"\x06signer\x18\x02 \x01(\tR\x06signer\x12#\n" +
+	"\rsigner_device\x18\x03 \x01(\rR\fsignerDevice\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\"C\n" +
+	"\vGroupUpdate\x124\n" +
+	"\x05state\x18\x01 \x01(\v2\x1e.hush.wire.v1.SignedGroupStateR\x05state\"\xee\x02\n" +
+	"\n" +
+	"CallSignal\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\fR\x06callId\x12/\n" +
+	"\x05offer\x18\x02 \x01(\v2\x17.hush.wire.v1.CallOfferH\x00R\x05offer\x122\n" +
+	"\x06answer\x18\x03 \x01(\v2\x18.hush.wire.v1.CallAnswerH\x00R\x06answer\x12)\n" +
+	"\x03ice\x18\x04 \x01(\v2\x15.hush.wire.v1.CallIceH\x00R\x03ice\x125\n" +
+	"\aringing\x18\x05 \x01(\v2\x19.hush.wire.v1.CallRingingH\x00R\aringing\x12,\n" +
+	"\x04busy\x18\x06 \x01(\v2\x16.hush.wire.v1.CallBusyH\x00R\x04busy\x122\n" +
+	"\x06hangup\x18\a \x01(\v2\x18.hush.wire.v1.CallHangupH\x00R\x06hangup\x12\x16\n" +
+	"\x06device\x18\b \x01(\rR\x06deviceB\x06\n" +
+	"\x04kind\"R\n" +
+	"\tCallOffer\x12\x10\n" +
+	"\x03sdp\x18\x01 \x01(\tR\x03sdp\x12\x14\n" +
+	"\x05video\x18\x02 \x01(\bR\x05video\x12\x1d\n" +
+	"\n" +
+	"relay_only\x18\x03 \x01(\bR\trelayOnly\"\x1e\n" +
+	"\n" +
+	"CallAnswer\x12\x10\n" +
+	"\x03sdp\x18\x01 \x01(\tR\x03sdp\"'\n" +
+	"\aCallIce\x12\x1c\n" +
+	"\tcandidate\x18\x01 \x01(\tR\tcandidate\"\r\n" +
+	"\vCallRinging\"\n" +
+	"\n" +
+	"\bCallBusy\"\xbc\x01\n" +
+	"\n" +
+	"CallHangup\x127\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x1f.hush.wire.v1.CallHangup.ReasonR\x06reason\"u\n" +
+	"\x06Reason\x12\x16\n" +
+	"\x12REASON_UNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06NORMAL\x10\x01\x12\f\n" +
+	"\bDECLINED\x10\x02\x12\v\n" +
+	"\aTIMEOUT\x10\x03\x12\x16\n" +
+	"\x12ANSWERED_ELSEWHERE\x10\x04\x12\n" +
+	"\n" +
+	"\x06FAILED\x10\x05\x12\b\n" +
+	"\x04BUSY\x10\x06\"\x18\n" +
+	"\x16TurnCredentialsRequest\"\x80\x01\n" +
+	"\x0fTurnCredentials\x12\x12\n" +
+	"\x04urls\x18\x01 \x03(\tR\x04urls\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x03 \x01(\tR\n" +
+	"credential\x12\x1d\n" +
+	"\n" +
+	"expires_ms\x18\x04 \x01(\x03R\texpiresMs\"j\n" +
 	"\bSyncSent\x12\x0e\n" +
 	"\x02to\x18\x01 \x01(\tR\x02to\x12\x1d\n" +
 	"\n" +
@@ -3709,114 +5266,161 @@ func file_hush_proto_rawDescGZIP() []byte {
 	return file_hush_proto_rawDescData
 }
 
-var file_hush_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_hush_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_hush_proto_goTypes = []any{
-	(DeviceNotice_Kind)(0),              // 0: hush.wire.v1.DeviceNotice.Kind
-	(*ServerInfo)(nil),                  // 1: hush.wire.v1.ServerInfo
-	(*PowChallenge)(nil),                // 2: hush.wire.v1.PowChallenge
-	(*RegisterRequest)(nil),             // 3: hush.wire.v1.RegisterRequest
-	(*RegisterResponse)(nil),            // 4: hush.wire.v1.RegisterResponse
-	(*SignedPrekey)(nil),                // 5: hush.wire.v1.SignedPrekey
-	(*OneTimePrekey)(nil),               // 6: hush.wire.v1.OneTimePrekey
-	(*KEMPrekey)(nil),                   // 7: hush.wire.v1.KEMPrekey
-	(*PrekeyUpload)(nil),                // 8: hush.wire.v1.PrekeyUpload
-	(*ClientFrame)(nil),                 // 9: hush.wire.v1.ClientFrame
-	(*ServerFrame)(nil),                 // 10: hush.wire.v1.ServerFrame
-	(*BlobUploadRequest)(nil),           // 11: hush.wire.v1.BlobUploadRequest
-	(*BlobUploadGrant)(nil),             // 12: hush.wire.v1.BlobUploadGrant
-	(*Ok)(nil),                          // 13: hush.wire.v1.Ok
-	(*GetSenderCertificateRequest)(nil), // 14: hush.wire.v1.GetSenderCertificateRequest
-	(*SenderCertificateResponse)(nil),   // 15: hush.wire.v1.SenderCertificateResponse
-	(*SetDeliveryTokenRequest)(nil),     // 16: hush.wire.v1.SetDeliveryTokenRequest
-	(*SetBlockedRequest)(nil),           // 17: hush.wire.v1.SetBlockedRequest
-	(*SealedSendRequest)(nil),           // 18: hush.wire.v1.SealedSendRequest
-	(*DeviceListUpdate)(nil),            // 19: hush.wire.v1.DeviceListUpdate
-	(*ResetAccountKeyRequest)(nil),      // 20: hush.wire.v1.ResetAccountKeyRequest
-	(*ProvisionAddress)(nil),            // 21: hush.wire.v1.ProvisionAddress
-	(*ProvisionSendRequest)(nil),        // 22: hush.wire.v1.ProvisionSendRequest
-	(*ProvisionEnvelope)(nil),           // 23: hush.wire.v1.ProvisionEnvelope
-	(*AuthChallenge)(nil),               // 24: hush.wire.v1.AuthChallenge
-	(*AuthResponse)(nil),                // 25: hush.wire.v1.AuthResponse
-	(*AuthOK)(nil),                      // 26: hush.wire.v1.AuthOK
-	(*PrekeyCounts)(nil),                // 27: hush.wire.v1.PrekeyCounts
-	(*Error)(nil),                       // 28: hush.wire.v1.Error
-	(*GetAccountRequest)(nil),           // 29: hush.wire.v1.GetAccountRequest
-	(*AccountResponse)(nil),             // 30: hush.wire.v1.AccountResponse
-	(*GetPrekeysRequest)(nil),           // 31: hush.wire.v1.GetPrekeysRequest
-	(*PrekeysResponse)(nil),             // 32: hush.wire.v1.PrekeysResponse
-	(*UpdateDeviceListRequest)(nil),     // 33: hush.wire.v1.UpdateDeviceListRequest
-	(*Copy)(nil),                        // 34: hush.wire.v1.Copy
-	(*SendRequest)(nil),                 // 35: hush.wire.v1.SendRequest
-	(*SendResponse)(nil),                // 36: hush.wire.v1.SendResponse
-	(*Envelope)(nil),                    // 37: hush.wire.v1.Envelope
-	(*AckRequest)(nil),                  // 38: hush.wire.v1.AckRequest
-	(*AckResponse)(nil),                 // 39: hush.wire.v1.AckResponse
-	(*QueueEmpty)(nil),                  // 40: hush.wire.v1.QueueEmpty
-	(*Content)(nil),                     // 41: hush.wire.v1.Content
-	(*SyncSent)(nil),                    // 42: hush.wire.v1.SyncSent
-	(*DeviceNotice)(nil),                // 43: hush.wire.v1.DeviceNotice
-	(*Attachment)(nil),                  // 44: hush.wire.v1.Attachment
-	(*DeliveryToken)(nil),               // 45: hush.wire.v1.DeliveryToken
-	(*LinkPayload)(nil),                 // 46: hush.wire.v1.LinkPayload
-	(*LinkedContact)(nil),               // 47: hush.wire.v1.LinkedContact
-	(*LinkedMessage)(nil),               // 48: hush.wire.v1.LinkedMessage
-	(*Text)(nil),                        // 49: hush.wire.v1.Text
-	nil,                                 // 50: hush.wire.v1.DeviceListUpdate.PrekeysEntry
-	nil,                                 // 51: hush.wire.v1.LinkPayload.DeviceNamesEntry
+	(Receipt_Kind)(0),                   // 0: hush.wire.v1.Receipt.Kind
+	(CallHangup_Reason)(0),              // 1: hush.wire.v1.CallHangup.Reason
+	(DeviceNotice_Kind)(0),              // 2: hush.wire.v1.DeviceNotice.Kind
+	(*ServerInfo)(nil),                  // 3: hush.wire.v1.ServerInfo
+	(*PowChallenge)(nil),                // 4: hush.wire.v1.PowChallenge
+	(*RegisterRequest)(nil),             // 5: hush.wire.v1.RegisterRequest
+	(*RegisterResponse)(nil),            // 6: hush.wire.v1.RegisterResponse
+	(*SignedPrekey)(nil),                // 7: hush.wire.v1.SignedPrekey
+	(*OneTimePrekey)(nil),               // 8: hush.wire.v1.OneTimePrekey
+	(*KEMPrekey)(nil),                   // 9: hush.wire.v1.KEMPrekey
+	(*PrekeyUpload)(nil),                // 10: hush.wire.v1.PrekeyUpload
+	(*ClientFrame)(nil),                 // 11: hush.wire.v1.ClientFrame
+	(*ServerFrame)(nil),                 // 12: hush.wire.v1.ServerFrame
+	(*BlobUploadRequest)(nil),           // 13: hush.wire.v1.BlobUploadRequest
+	(*BlobUploadGrant)(nil),             // 14: hush.wire.v1.BlobUploadGrant
+	(*Ok)(nil),                          // 15: hush.wire.v1.Ok
+	(*GetSenderCertificateRequest)(nil), // 16: hush.wire.v1.GetSenderCertificateRequest
+	(*SenderCertificateResponse)(nil),   // 17: hush.wire.v1.SenderCertificateResponse
+	(*SetDeliveryTokenRequest)(nil),     // 18: hush.wire.v1.SetDeliveryTokenRequest
+	(*SetBlockedRequest)(nil),           // 19: hush.wire.v1.SetBlockedRequest
+	(*SealedSendRequest)(nil),           // 20: hush.wire.v1.SealedSendRequest
+	(*DeviceListUpdate)(nil),            // 21: hush.wire.v1.DeviceListUpdate
+	(*ResetAccountKeyRequest)(nil),      // 22: hush.wire.v1.ResetAccountKeyRequest
+	(*ProvisionAddress)(nil),            // 23: hush.wire.v1.ProvisionAddress
+	(*ProvisionSendRequest)(nil),        // 24: hush.wire.v1.ProvisionSendRequest
+	(*ProvisionEnvelope)(nil),           // 25: hush.wire.v1.ProvisionEnvelope
+	(*AuthChallenge)(nil),               // 26: hush.wire.v1.AuthChallenge
+	(*AuthResponse)(nil),                // 27: hush.wire.v1.AuthResponse
+	(*AuthOK)(nil),                      // 28: hush.wire.v1.AuthOK
+	(*PrekeyCounts)(nil),                // 29: hush.wire.v1.PrekeyCounts
+	(*Error)(nil),                       // 30: hush.wire.v1.Error
+	(*GetAccountRequest)(nil),           // 31: hush.wire.v1.GetAccountRequest
+	(*AccountResponse)(nil),             // 32: hush.wire.v1.AccountResponse
+	(*GetPrekeysRequest)(nil),           // 33: hush.wire.v1.GetPrekeysRequest
+	(*PrekeysResponse)(nil),             // 34: hush.wire.v1.PrekeysResponse
+	(*UpdateDeviceListRequest)(nil),     // 35: hush.wire.v1.UpdateDeviceListRequest
+	(*Copy)(nil),                        // 36: hush.wire.v1.Copy
+	(*SendRequest)(nil),                 // 37: hush.wire.v1.SendRequest
+	(*SendResponse)(nil),                // 38: hush.wire.v1.SendResponse
+	(*Envelope)(nil),                    // 39: hush.wire.v1.Envelope
+	(*AckRequest)(nil),                  // 40: hush.wire.v1.AckRequest
+	(*AckResponse)(nil),                 // 41: hush.wire.v1.AckResponse
+	(*QueueEmpty)(nil),                  // 42: hush.wire.v1.QueueEmpty
+	(*Content)(nil),                     // 43: hush.wire.v1.Content
+	(*MessageRef)(nil),                  // 44: hush.wire.v1.MessageRef
+	(*Reaction)(nil),                    // 45: hush.wire.v1.Reaction
+	(*Edit)(nil),                        // 46: hush.wire.v1.Edit
+	(*Delete)(nil),                      // 47: hush.wire.v1.Delete
+	(*Receipt)(nil),                     // 48: hush.wire.v1.Receipt
+	(*Typing)(nil),                      // 49: hush.wire.v1.Typing
+	(*TimerUpdate)(nil),                 // 50: hush.wire.v1.TimerUpdate
+	(*GroupContext)(nil),                // 51: hush.wire.v1.GroupContext
+	(*GroupState)(nil),                  // 52: hush.wire.v1.GroupState
+	(*SignedGroupState)(nil),            // 53: hush.wire.v1.SignedGroupState
+	(*GroupUpdate)(nil),                 // 54: hush.wire.v1.GroupUpdate
+	(*CallSignal)(nil),                  // 55: hush.wire.v1.CallSignal
+	(*CallOffer)(nil),                   // 56: hush.wire.v1.CallOffer
+	(*CallAnswer)(nil),                  // 57: hush.wire.v1.CallAnswer
+	(*CallIce)(nil),                     // 58: hush.wire.v1.CallIce
+	(*CallRinging)(nil),                 // 59: hush.wire.v1.CallRinging
+	(*CallBusy)(nil),                    // 60: hush.wire.v1.CallBusy
+	(*CallHangup)(nil),                  // 61: hush.wire.v1.CallHangup
+	(*TurnCredentialsRequest)(nil),      // 62: hush.wire.v1.TurnCredentialsRequest
+	(*TurnCredentials)(nil),             // 63: hush.wire.v1.TurnCredentials
+	(*SyncSent)(nil),                    // 64: hush.wire.v1.SyncSent
+	(*DeviceNotice)(nil),                // 65: hush.wire.v1.DeviceNotice
+	(*Attachment)(nil),                  // 66: hush.wire.v1.Attachment
+	(*DeliveryToken)(nil),               // 67: hush.wire.v1.DeliveryToken
+	(*LinkPayload)(nil),                 // 68: hush.wire.v1.LinkPayload
+	(*LinkedContact)(nil),               // 69: hush.wire.v1.LinkedContact
+	(*LinkedMessage)(nil),               // 70: hush.wire.v1.LinkedMessage
+	(*Text)(nil),                        // 71: hush.wire.v1.Text
+	nil,                                 // 72: hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	nil,                                 // 73: hush.wire.v1.LinkPayload.DeviceNamesEntry
 }
 var file_hush_proto_depIdxs = []int32{
-	8,  // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
-	5,  // 1: hush.wire.v1.PrekeyUpload.signed_prekey:type_name -> hush.wire.v1.SignedPrekey
-	6,  // 2: hush.wire.v1.PrekeyUpload.one_time:type_name -> hush.wire.v1.OneTimePrekey
-	7,  // 3: hush.wire.v1.PrekeyUpload.kem_one_time:type_name -> hush.wire.v1.KEMPrekey
-	7,  // 4: hush.wire.v1.PrekeyUpload.kem_last_resort:type_name -> hush.wire.v1.KEMPrekey
-	25, // 5: hush.wire.v1.ClientFrame.auth:type_name -> hush.wire.v1.AuthResponse
-	29, // 6: hush.wire.v1.ClientFrame.get_account:type_name -> hush.wire.v1.GetAccountRequest
-	31, // 7: hush.wire.v1.ClientFrame.get_prekeys:type_name -> hush.wire.v1.GetPrekeysRequest
-	8,  // 8: hush.wire.v1.ClientFrame.upload_prekeys:type_name -> hush.wire.v1.PrekeyUpload
-	35, // 9: hush.wire.v1.ClientFrame.send:type_name -> hush.wire.v1.SendRequest
-	38, // 10: hush.wire.v1.ClientFrame.ack:type_name -> hush.wire.v1.AckRequest
-	33, // 11: hush.wire.v1.ClientFrame.update_device_list:type_name -> hush.wire.v1.UpdateDeviceListRequest
-	14, // 12: hush.wire.v1.ClientFrame.get_sender_certificate:type_name -> hush.wire.v1.GetSenderCertificateRequest
-	16, // 13: hush.wire.v1.ClientFrame.set_delivery_token:type_name -> hush.wire.v1.SetDeliveryTokenRequest
-	17, // 14: hush.wire.v1.ClientFrame.set_blocked:type_name -> hush.wire.v1.SetBlockedRequest
-	22, // 15: hush.wire.v1.ClientFrame.provision_send:type_name -> hush.wire.v1.ProvisionSendRequest
-	20, // 16: hush.wire.v1.ClientFrame.reset_account_key:type_name -> hush.wire.v1.ResetAccountKeyRequest
-	11, // 17: hush.wire.v1.ClientFrame.blob_upload:type_name -> hush.wire.v1.BlobUploadRequest
-	24, // 18: hush.wire.v1.ServerFrame.challenge:type_name -> hush.wire.v1.AuthChallenge
-	28, // 19: hush.wire.v1.ServerFrame.error:type_name -> hush.wire.v1.Error
-	26, // 20: hush.wire.v1.ServerFrame.auth_ok:type_name -> hush.wire.v1.AuthOK
-	30, // 21: hush.wire.v1.ServerFrame.account:type_name -> hush.wire.v1.AccountResponse
-	32, // 22: hush.wire.v1.ServerFrame.prekeys:type_name -> hush.wire.v1.PrekeysResponse
-	27, // 23: hush.wire.v1.ServerFrame.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
-	36, // 24: hush.wire.v1.ServerFrame.sent:type_name -> hush.wire.v1.SendResponse
-	39, // 25: hush.wire.v1.ServerFrame.acked:type_name -> hush.wire.v1.AckResponse
-	37, // 26: hush.wire.v1.ServerFrame.envelope:type_name -> hush.wire.v1.Envelope
-	40, // 27: hush.wire.v1.ServerFrame.queue_empty:type_name -> hush.wire.v1.QueueEmpty
-	15, // 28: hush.wire.v1.ServerFrame.sender_certificate:type_name -> hush.wire.v1.SenderCertificateResponse
-	13, // 29: hush.wire.v1.ServerFrame.ok:type_name -> hush.wire.v1.Ok
-	12, // 30: hush.wire.v1.ServerFrame.blob_grant:type_name -> hush.wire.v1.BlobUploadGrant
-	34, // 31: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
-	50, // 32: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
-	27, // 33: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
-	34, // 34: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
-	49, // 35: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
-	42, // 36: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
-	43, // 37: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
-	45, // 38: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
-	44, // 39: hush.wire.v1.Content.attachment:type_name -> hush.wire.v1.Attachment
-	41, // 40: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
-	0,  // 41: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
-	47, // 42: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
-	48, // 43: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
-	51, // 44: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
-	8,  // 45: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	10, // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
+	7,  // 1: hush.wire.v1.PrekeyUpload.signed_prekey:type_name -> hush.wire.v1.SignedPrekey
+	8,  // 2: hush.wire.v1.PrekeyUpload.one_time:type_name -> hush.wire.v1.OneTimePrekey
+	9,  // 3: hush.wire.v1.PrekeyUpload.kem_one_time:type_name -> hush.wire.v1.KEMPrekey
+	9,  // 4: hush.wire.v1.PrekeyUpload.kem_last_resort:type_name -> hush.wire.v1.KEMPrekey
+	27, // 5: hush.wire.v1.ClientFrame.auth:type_name -> hush.wire.v1.AuthResponse
+	31, // 6: hush.wire.v1.ClientFrame.get_account:type_name -> hush.wire.v1.GetAccountRequest
+	33, // 7: hush.wire.v1.ClientFrame.get_prekeys:type_name -> hush.wire.v1.GetPrekeysRequest
+	10, // 8: hush.wire.v1.ClientFrame.upload_prekeys:type_name -> hush.wire.v1.PrekeyUpload
+	37, // 9: hush.wire.v1.ClientFrame.send:type_name -> hush.wire.v1.SendRequest
+	40, // 10: hush.wire.v1.ClientFrame.ack:type_name -> hush.wire.v1.AckRequest
+	35, // 11: hush.wire.v1.ClientFrame.update_device_list:type_name -> hush.wire.v1.UpdateDeviceListRequest
+	16, // 12: hush.wire.v1.ClientFrame.get_sender_certificate:type_name -> hush.wire.v1.GetSenderCertificateRequest
+	18, // 13: hush.wire.v1.ClientFrame.set_delivery_token:type_name -> hush.wire.v1.SetDeliveryTokenRequest
+	19, // 14: hush.wire.v1.ClientFrame.set_blocked:type_name -> hush.wire.v1.SetBlockedRequest
+	24, // 15: hush.wire.v1.ClientFrame.provision_send:type_name -> hush.wire.v1.ProvisionSendRequest
+	22, // 16: hush.wire.v1.ClientFrame.reset_account_key:type_name -> hush.wire.v1.ResetAccountKeyRequest
+	13, // 17: hush.wire.v1.ClientFrame.blob_upload:type_name -> hush.wire.v1.BlobUploadRequest
+	62, // 18: hush.wire.v1.ClientFrame.turn_credentials:type_name -> hush.wire.v1.TurnCredentialsRequest
+	26, // 19: hush.wire.v1.ServerFrame.challenge:type_name -> hush.wire.v1.AuthChallenge
+	30, // 20: hush.wire.v1.ServerFrame.error:type_name -> hush.wire.v1.Error
+	28, // 21: hush.wire.v1.ServerFrame.auth_ok:type_name -> hush.wire.v1.AuthOK
+	32, // 22: hush.wire.v1.ServerFrame.account:type_name -> hush.wire.v1.AccountResponse
+	34, // 23: hush.wire.v1.ServerFrame.prekeys:type_name -> hush.wire.v1.PrekeysResponse
+	29, // 24: hush.wire.v1.ServerFrame.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
+	38, // 25: hush.wire.v1.ServerFrame.sent:type_name -> hush.wire.v1.SendResponse
+	41, // 26: hush.wire.v1.ServerFrame.acked:type_name -> hush.wire.v1.AckResponse
+	39, // 27: hush.wire.v1.ServerFrame.envelope:type_name -> hush.wire.v1.Envelope
+	42, // 28: hush.wire.v1.ServerFrame.queue_empty:type_name -> hush.wire.v1.QueueEmpty
+	17, // 29: hush.wire.v1.ServerFrame.sender_certificate:type_name -> hush.wire.v1.SenderCertificateResponse
+	15, // 30: hush.wire.v1.ServerFrame.ok:type_name -> hush.wire.v1.Ok
+	14, // 31: hush.wire.v1.ServerFrame.blob_grant:type_name -> hush.wire.v1.BlobUploadGrant
+	63, // 32: hush.wire.v1.ServerFrame.turn_credentials:type_name -> hush.wire.v1.TurnCredentials
+	36, // 33: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
+	72, // 34: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	29, // 35: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
+	36, // 36: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
+	71, // 37: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
+	64, // 38: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
+	65, // 39: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
+	67, // 40: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
+	45, // 41: hush.wire.v1.Content.reaction:type_name -> hush.wire.v1.Reaction
+	46, // 42: hush.wire.v1.Content.edit:type_name -> hush.wire.v1.Edit
+	47, // 43: hush.wire.v1.Content.delete:type_name -> hush.wire.v1.Delete
+	48, // 44: hush.wire.v1.Content.receipt:type_name -> hush.wire.v1.Receipt
+	49, // 45: hush.wire.v1.Content.typing:type_name -> hush.wire.v1.Typing
+	50, // 46: hush.wire.v1.Content.timer:type_name -> hush.wire.v1.TimerUpdate
+	54, // 47: hush.wire.v1.Content.group_update:type_name -> hush.wire.v1.GroupUpdate
+	55, // 48: hush.wire.v1.Content.call:type_name -> hush.wire.v1.CallSignal
+	66, // 49: hush.wire.v1.Content.attachment:type_name -> hush.wire.v1.Attachment
+	51, // 50: hush.wire.v1.Content.group:type_name -> hush.wire.v1.GroupContext
+	44, // 51: hush.wire.v1.Content.reply_to:type_name -> hush.wire.v1.MessageRef
+	44, // 52: hush.wire.v1.Reaction.target:type_name -> hush.wire.v1.MessageRef
+	44, // 53: hush.wire.v1.Edit.target:type_name -> hush.wire.v1.MessageRef
+	44, // 54: hush.wire.v1.Delete.target:type_name -> hush.wire.v1.MessageRef
+	0,  // 55: hush.wire.v1.Receipt.kind:type_name -> hush.wire.v1.Receipt.Kind
+	44, // 56: hush.wire.v1.Receipt.targets:type_name -> hush.wire.v1.MessageRef
+	53, // 57: hush.wire.v1.GroupUpdate.state:type_name -> hush.wire.v1.SignedGroupState
+	56, // 58: hush.wire.v1.CallSignal.offer:type_name -> hush.wire.v1.CallOffer
+	57, // 59: hush.wire.v1.CallSignal.answer:type_name -> hush.wire.v1.CallAnswer
+	58, // 60: hush.wire.v1.CallSignal.ice:type_name -> hush.wire.v1.CallIce
+	59, // 61: hush.wire.v1.CallSignal.ringing:type_name -> hush.wire.v1.CallRinging
+	60, // 62: hush.wire.v1.CallSignal.busy:type_name -> hush.wire.v1.CallBusy
+	61, // 63: hush.wire.v1.CallSignal.hangup:type_name -> hush.wire.v1.CallHangup
+	1,  // 64: hush.wire.v1.CallHangup.reason:type_name -> hush.wire.v1.CallHangup.Reason
+	43, // 65: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
+	2,  // 66: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
+	69, // 67: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
+	70, // 68: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
+	73, // 69: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
+	10, // 70: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_hush_proto_init() }
@@ -3838,6 +5442,7 @@ func file_hush_proto_init() {
 		(*ClientFrame_ProvisionSend)(nil),
 		(*ClientFrame_ResetAccountKey)(nil),
 		(*ClientFrame_BlobUpload)(nil),
+		(*ClientFrame_TurnCredentials)(nil),
 	}
 	file_hush_proto_msgTypes[9].OneofWrappers = []any{
 		(*ServerFrame_Challenge)(nil),
@@ -3853,20 +5458,37 @@ func file_hush_proto_init() {
 		(*ServerFrame_SenderCertificate)(nil),
 		(*ServerFrame_Ok)(nil),
 		(*ServerFrame_BlobGrant)(nil),
+		(*ServerFrame_TurnCredentials)(nil),
 	}
 	file_hush_proto_msgTypes[40].OneofWrappers = []any{
 		(*Content_Text)(nil),
 		(*Content_SyncSent)(nil),
 		(*Content_DeviceNotice)(nil),
 		(*Content_DeliveryToken)(nil),
+		(*Content_Reaction)(nil),
+		(*Content_Edit)(nil),
+		(*Content_Delete)(nil),
+		(*Content_Receipt)(nil),
+		(*Content_Typing)(nil),
+		(*Content_Timer)(nil),
+		(*Content_GroupUpdate)(nil),
+		(*Content_Call)(nil),
+	}
+	file_hush_proto_msgTypes[52].OneofWrappers = []any{
+		(*CallSignal_Offer)(nil),
+		(*CallSignal_Answer)(nil),
+		(*CallSignal_Ice)(nil),
+		(*CallSignal_Ringing)(nil),
+		(*CallSignal_Busy)(nil),
+		(*CallSignal_Hangup)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hush_proto_rawDesc), len(file_hush_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   51,
+			NumEnums:      3,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
