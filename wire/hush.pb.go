@@ -2821,7 +2821,7 @@ type Content struct {
 	// they accept; also refreshed after a token rotation.
 	SenderDeliveryToken []byte `protobuf:"bytes,14,opt,name=sender_delivery_token,json=senderDeliveryToken,proto3" json:"sender_delivery_token,omitempty"`
 	Padding             []byte `protobuf:"bytes,15,opt,name=padding,proto3" json:"padding,omitempty"`
-	// Set on everything sent within a group (§10): which group, and the
+	// Set on everything sent within a group (§11): which group, and the
 	// epoch of the group state the sender acted on.
 	Group *GroupContext `protobuf:"bytes,16,opt,name=group,proto3" json:"group,omitempty"`
 	// The message this one quotes (a reply).
@@ -3076,7 +3076,7 @@ type Content_GroupUpdate struct {
 }
 
 type Content_Call struct {
-	Call *CallSignal `protobuf:"bytes,20,opt,name=call,proto3,oneof"` // call signalling (§11)
+	Call *CallSignal `protobuf:"bytes,20,opt,name=call,proto3,oneof"` // call signalling (§13)
 }
 
 func (*Content_Text) isContent_Body() {}
@@ -3506,7 +3506,7 @@ func (x *GroupContext) GetEpoch() uint64 {
 	return 0
 }
 
-// The state of a group (§10). Members and admins are usernames; admins
+// The state of a group (§11). Members and admins are usernames; admins
 // are members. Each change increments epoch by one.
 type GroupState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3720,7 +3720,7 @@ func (x *GroupUpdate) GetState() *SignedGroupState {
 	return nil
 }
 
-// Call signalling (§11), end to end encrypted like any message.
+// Call signalling (§13), end to end encrypted like any message.
 type CallSignal struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	CallId []byte                 `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"` // 16 random bytes chosen by the caller
@@ -4149,7 +4149,7 @@ func (x *CallHangup) GetReason() CallHangup_Reason {
 	return CallHangup_REASON_UNSPECIFIED
 }
 
-// Asks for short-lived TURN credentials (§11.3); authenticated devices only.
+// Asks for short-lived TURN credentials (§13.3); authenticated devices only.
 type TurnCredentialsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
