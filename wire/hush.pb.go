@@ -3455,9 +3455,13 @@ func (x *TimerUpdate) GetSeconds() uint32 {
 }
 
 type GroupContext struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // 16 random bytes
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GroupId []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // 16 random bytes
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The message's id within the group, the same in every member's copy
+	// (each copy travels under its own random envelope id, so the server
+	// cannot link the copies of one group message).
+	MessageId     []byte `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3504,6 +3508,13 @@ func (x *GroupContext) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *GroupContext) GetMessageId() []byte {
+	if x != nil {
+		return x.MessageId
+	}
+	return nil
 }
 
 // The state of a group (§11). Members and admins are usernames; admins
@@ -5115,10 +5126,12 @@ const file_hush_proto_rawDesc = "" +
 	"\x06Typing\x12\x18\n" +
 	"\astarted\x18\x01 \x01(\bR\astarted\"'\n" +
 	"\vTimerUpdate\x12\x18\n" +
-	"\aseconds\x18\x01 \x01(\rR\aseconds\"?\n" +
+	"\aseconds\x18\x01 \x01(\rR\aseconds\"^\n" +
 	"\fGroupContext\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xdd\x01\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\fR\tmessageId\"\xdd\x01\n" +
 	"\n" +
 	"GroupState\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\fR\agroupId\x12\x12\n" +
