@@ -71,12 +71,6 @@ func checkText(text string) error {
 	return nil
 }
 
-// encodeContent renders a text message, padded so its encoding is a
-// multiple of PadBlock bytes (docs/protocol.md §9.7).
-func encodeContent(sent time.Time, text string) ([]byte, error) {
-	return marshalPadded(&wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_Text{Text: &wire.Text{Body: text}}})
-}
-
 // marshalPadded encodes any Content padded to a multiple of PadBlock bytes
 // (docs/protocol.md §9.7). It sets c.Padding.
 func marshalPadded(c *wire.Content) ([]byte, error) {

@@ -68,6 +68,9 @@ func openDB(ctx context.Context, home string) (*sql.DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	// Erased messages (deleted, disappeared) are overwritten in the file,
+	// not just unlinked (docs/protocol.md §12).
+	q.Add("_pragma", "secure_delete(ON)")
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {

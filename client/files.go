@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -99,15 +97,18 @@ func (c *Client) SendFile(ctx context.Context, to, path, caption string, progres
 	if err != nil {
 		return MessageID{}, err
 	}
-	return c.send(ctx, to, caption, &wire.Attachment{
-		BlobId:         id,
-		Key:            key,
-		Sha256:         h.Sum(nil),
-		Size:           uint64(size),
-		CiphertextSize: uint64(ctSize),
-		FileName:       name,
-		ContentType:    contentType(name),
-		ChunkSize:      attach.ChunkSize,
+	return c.sendContent(ctx, to, &wire.Content{
+		Body: &wire.Content_Text{Text: &wire.Text{Body: caption}},
+		Attachment: &wire.Attachment{
+			BlobId:         id,
+			Key:            key,
+			Sha256:         h.Sum(nil),
+			Size:           uint64(size),
+			CiphertextSize: uint64(ctSize),
+			FileName:       name,
+			ContentType:    contentType(name),
+			ChunkSize:      attach.ChunkSize,
+		},
 	})
 }
 
@@ -314,21 +315,14 @@ func validBlobID(id string) bool {
 	return err == nil
 }
 
-// incomingAttachment extracts and checks the attachment of a decrypted
-// Content, if any. A malformed one is reported and left out: the text of
-// the message is still shown.
-func (c *Client) incomingAttachment(from string, plaintext []byte) *AttachmentInfo {
-	var content wire.Content
-	if proto.Unmarshal(plaintext, &content) != nil || content.GetAttachment() == nil {
-		return nil
-	}
-	w := content.GetAttachment()
+// attachmentInfo checks an attachment from a message: anything this
+// version could not download and decrypt is an error.
+func attachmentInfo(w *wire.Attachment) (*AttachmentInfo, error) {
 	switch {
 	case !validBlobID(w.GetBlobId()), len(w.GetKey()) != attach.KeySize, len(w.GetSha256()) != sha256.Size,
 		w.GetChunkSize() != attach.ChunkSize, w.GetSize() > 1<<50,
 		w.GetCiphertextSize() != uint64(attach.CiphertextSize(int64(w.GetSize()))):
-		c.cfg.Warn(fmt.Errorf("%w: %s sent a file this version cannot read", ErrProtocol, from))
-		return nil
+		return nil, fmt.Errorf("%w: a file this version cannot read", ErrProtocol)
 	}
 	ct := w.GetContentType()
 	if len(ct) > 128 || !utf8.ValidString(ct) {
@@ -337,44 +331,24 @@ func (c *Client) incomingAttachment(from string, plaintext []byte) *AttachmentIn
 	return &AttachmentInfo{
 		Name: safeName(w.GetFileName()), ContentType: ct, Size: int64(w.GetSize()),
 		SHA256: hex.EncodeToString(w.GetSha256()), att: w,
-	}
+	}, nil
 }
 
-// withAttachment adds att to an encoded Content.
-func withAttachment(content []byte, att *wire.Attachment) ([]byte, error) {
-	var m wire.Content
-	if err := proto.Unmarshal(content, &m); err != nil {
-		return nil, &localError{err}
+// storedAttachment decodes history.attachment (checked when stored); nil
+// if there is none.
+func storedAttachment(b []byte) *AttachmentInfo {
+	if b == nil {
+		return nil
 	}
-	m.Attachment = att
-	return marshalPadded(&m)
-}
-
-// fileLabel is how a sent file appears in the sender's history.
-func fileLabel(att *wire.Attachment, caption string) string {
-	s := "[file " + att.GetFileName() + "]"
-	if caption != "" {
-		s += " " + caption
+	var w wire.Attachment
+	if proto.Unmarshal(b, &w) != nil {
+		return nil
 	}
-	return s
-}
-
-// queueFileSyncCopy is queueSyncCopy for a file: the own devices get the
-// label as text (what older versions show) and the attachment itself.
-func queueFileSyncCopy(ctx context.Context, tx *sql.Tx, a *account, to string, id MessageID, sent time.Time, label string, att *wire.Attachment) error {
-	inner := &wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_Text{Text: &wire.Text{Body: label}}, Attachment: att}
-	content, err := marshalPadded(&wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_SyncSent{SyncSent: &wire.SyncSent{
-		To: to, MessageId: id[:], Content: inner,
-	}}})
+	a, err := attachmentInfo(&w)
 	if err != nil {
-		return err
+		return nil
 	}
-	sid := newMessageID()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms, sync_of) VALUES (?, ?, ?, ?, ?)`,
-		sid[:], a.Username, content, sent.UnixMilli(), id[:]); err != nil {
-		return &localError{err}
-	}
-	return nil
+	return a
 }
 
 // progressReader reports how much of total was read.

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/hush-chat/hush/wire"
 )
 
@@ -88,7 +86,7 @@ func TestSendFileAndDownload(t *testing.T) {
 	}
 	// The sender's history shows it.
 	h, err := alice.History(ctxT(t), "bob", 1)
-	if err != nil || len(h) != 1 || !strings.Contains(h[0].Text, "report.pdf") {
+	if err != nil || len(h) != 1 || h[0].Attachment == nil || h[0].Attachment.Name != "report.pdf" {
 		t.Fatalf("alice's history %+v (%v)", h, err)
 	}
 }
@@ -173,15 +171,13 @@ func TestSafeName(t *testing.T) {
 }
 
 func TestIncomingAttachmentValidation(t *testing.T) {
-	c := &Client{cfg: Config{Warn: func(error) {}}}
 	key := make([]byte, 32)
 	sum := sha256.Sum256(nil)
 	good := func() *wireAttachment {
 		return &wireAttachment{BlobId: hex.EncodeToString(make([]byte, 16)), Key: key, Sha256: sum[:], Size: 1, CiphertextSize: 17, FileName: "../a", ChunkSize: 64 << 10}
 	}
-	enc := func(a *wireAttachment) []byte { return mustContent(t, a) }
-	if a := c.incomingAttachment("x", enc(good())); a == nil || a.Name != "a" {
-		t.Fatalf("valid attachment: %+v", a)
+	if a, err := attachmentInfo(good()); err != nil || a.Name != "a" {
+		t.Fatalf("valid attachment: %+v (%v)", a, err)
 	}
 	for name, mut := range map[string]func(*wireAttachment){
 		"short key":      func(a *wireAttachment) { a.Key = key[:16] },
@@ -192,19 +188,10 @@ func TestIncomingAttachmentValidation(t *testing.T) {
 	} {
 		a := good()
 		mut(a)
-		if got := c.incomingAttachment("x", enc(a)); got != nil {
+		if got, err := attachmentInfo(a); err == nil {
 			t.Errorf("%s: accepted %+v", name, got)
 		}
 	}
 }
 
 type wireAttachment = wire.Attachment
-
-func mustContent(t *testing.T, a *wire.Attachment) []byte {
-	t.Helper()
-	b, err := proto.Marshal(&wire.Content{Body: &wire.Content_Text{Text: &wire.Text{Body: "hi"}}, Attachment: a})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}

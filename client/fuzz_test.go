@@ -78,3 +78,9 @@ func FuzzServerFrame(f *testing.F) {
 		}
 	})
 }
+
+// encodeContent renders a text message as Send does, padded so its
+// encoding is a multiple of PadBlock bytes (docs/protocol.md §9.7).
+func encodeContent(sent time.Time, text string) ([]byte, error) {
+	return marshalPadded(&wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_Text{Text: &wire.Text{Body: text}}})
+}

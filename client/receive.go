@@ -24,7 +24,9 @@ const seenKeep = 35 * 24 * time.Hour
 const maxBatch = 256
 
 // Event is something Receive reports: *MessageEvent, *DroppedEvent,
-// *DeviceEvent or *RequestEvent.
+// *DeviceEvent, *RequestEvent, or one of client/messaging.go's
+// (*ReactionEvent, *EditEvent, *DeleteEvent, *ReceiptEvent, *TypingEvent,
+// *TimerEvent), or a group's (client/groups.go).
 type Event interface{ isEvent() }
 
 // MessageEvent is a decrypted message, already stored in the history.
@@ -41,6 +43,15 @@ type MessageEvent struct {
 	// Attachment is set on a message carrying a file (client/files.go);
 	// Client.Download fetches it.
 	Attachment *AttachmentInfo
+	// ReplyTo is the message this one quotes, if any.
+	ReplyTo *MessageRef
+	// Expires is when this device erases a disappearing message (zero:
+	// never).
+	Expires time.Time
+	// Group is the group's id for a group message, GroupName its name as
+	// this device knows it.
+	Group     []byte
+	GroupName string
 }
 
 // DroppedEvent is a message that failed to decrypt or verify. It was
@@ -199,32 +210,54 @@ func (c *Client) receivingConn(ctx context.Context, a *account, snapshot bool) (
 }
 
 // redeliver hands over messages committed earlier but never handed to the
-// application (the process stopped in between).
+// application (the process stopped in between), attachments and quotes
+// included. Disappearing messages whose time ran out are erased first.
 func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error) {
-	rs, err := c.db.QueryContext(ctx, `SELECT seq, peer, outgoing, message_id, device, sent_ms, received_ms, body FROM history
+	if err := c.sweepExpired(ctx); err != nil {
+		return 0, err
+	}
+	rs, err := c.db.QueryContext(ctx, `SELECT seq, peer, outgoing, message_id, device, sent_ms, received_ms, body,
+		author, attachment, reply_to, reply_author, expires_ms FROM history
 		WHERE outgoing = 0 AND state = 0 OR unshown = 1 ORDER BY seq`)
 	if err != nil {
 		return 0, &localError{err}
 	}
+	c.mu.Lock()
+	self := c.acct.Username
+	c.mu.Unlock()
 	var evs []*MessageEvent
 	var seqs []int64
 	for rs.Next() {
 		var e MessageEvent
-		var seq, sent, recv int64
-		var id []byte
+		var seq, sent, recv, expires int64
+		var id, att, reply []byte
+		var peer string
+		var author, replyAuthor sql.NullString
 		var outgoing bool
-		if err := rs.Scan(&seq, &e.From, &outgoing, &id, &e.Device, &sent, &recv, &e.Text); err != nil {
+		if err := rs.Scan(&seq, &peer, &outgoing, &id, &e.Device, &sent, &recv, &e.Text, &author, &att, &reply, &replyAuthor, &expires); err != nil {
 			rs.Close()
 			return 0, &localError{err}
 		}
-		if outgoing { // a sync copy (client/sync.go)
-			e.To = e.From
-			c.mu.Lock()
-			e.From = c.acct.Username
-			c.mu.Unlock()
+		e.From, e.Group = peer, convGroup(peer)
+		switch {
+		case outgoing: // a sync copy (client/sync.go)
+			e.From = self
+			if e.Group == nil {
+				e.To = peer
+			}
+		case author.Valid:
+			e.From = author.String
 		}
 		copy(e.ID[:], id)
 		e.Sent, e.Received = time.UnixMilli(sent), time.UnixMilli(recv)
+		if expires > 0 {
+			e.Expires = time.UnixMilli(expires)
+		}
+		e.Attachment = storedAttachment(att)
+		if len(reply) == len(e.ID) {
+			e.ReplyTo = &MessageRef{Author: replyAuthor.String}
+			copy(e.ReplyTo.ID[:], reply)
+		}
 		evs = append(evs, &e)
 		seqs = append(seqs, seq)
 	}
@@ -316,8 +349,10 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 	now := c.now()
 	events := make([]Event, 0, len(envs))
 	var newSeqs []int64
+	var queuedReceipts int
 	err := inTx(ctx, c.db, func(tx *sql.Tx) error {
 		events, newSeqs = events[:0], newSeqs[:0]
+		var receipts receiptQueue
 		src := &txPrekeys{ctx: ctx, tx: tx}
 		responder := &pqxdh.Responder{Username: a.Username, Identity: a.Identity, Prekeys: src}
 		records := map[deviceKey]*ratchet.Record{}
@@ -412,7 +447,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 				if errors.As(err, &le) {
 					return err
 				}
-				if err != nil {
+				if err != nil && !errors.Is(err, errIgnored) {
 					if err := drop(err); err != nil {
 						return err
 					}
@@ -425,28 +460,34 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 				}
 				continue
 			}
-			body, err := decodeContent(dec.Plaintext)
-			if err != nil {
+			// Texts, files, reactions, edits, deletes, receipts, typing,
+			// timers and group content (client/messaging.go).
+			var evs []Event
+			var seqs []int64
+			err = savepoint(ctx, tx, func() (err error) {
+				evs, seqs, err = c.receiveContent(ctx, tx, a, k, id, dec.Plaintext, now, &receipts)
+				return err
+			})
+			var le *localError
+			if errors.As(err, &le) {
+				return err
+			}
+			if err != nil && !errors.Is(err, errIgnored) {
 				if err := drop(err); err != nil {
 					return err
 				}
 				continue
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
-				VALUES (?, 0, ?, ?, ?, ?, ?, 0)`, k.user, id[:], k.device, body.sent.UnixMilli(), now.UnixMilli(), body.text)
-			if err != nil {
-				return &localError{err}
-			}
-			seq, err := res.LastInsertId()
-			if err != nil {
-				return &localError{err}
-			}
-			newSeqs = append(newSeqs, seq)
+			newSeqs = append(newSeqs, seqs...)
+			events = append(events, evs...)
 			if err := markSeen(ctx, tx, k, id, now); err != nil {
 				return err
 			}
-			events = append(events, &MessageEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now, Text: body.text,
-				Attachment: c.incomingAttachment(k.user, dec.Plaintext)})
+		}
+		// Delivery receipts go out with the batch they confirm.
+		var err error
+		if queuedReceipts, err = receipts.queue(ctx, tx, now); err != nil {
+			return err
 		}
 		for k, r := range records {
 			if err := saveRecord(ctx, tx, k.user, k.device, r); err != nil {
@@ -485,7 +526,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 	n := 0
 	for _, ev := range events {
 		switch ev.(type) {
-		case *MessageEvent, *DeviceEvent, *RequestEvent:
+		case *MessageEvent, *DeviceEvent, *RequestEvent, *ReactionEvent, *EditEvent, *DeleteEvent, *TimerEvent:
 			n++
 		}
 		handle(ev)
@@ -494,6 +535,11 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 		return n, err
 	}
 	c.afterDeviceEvents(ctx, cn, events)
+	if queuedReceipts > 0 {
+		for _, f := range c.flush(ctx).Failed {
+			c.cfg.Warn(fmt.Errorf("message to %s could not be delivered and was dropped from the outbox: %w", f.To, f.Err))
+		}
+	}
 	return n, stop
 }
 

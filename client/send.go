@@ -22,7 +22,8 @@ const (
 	stateFailed = 2
 )
 
-// Send sends text to every device of the user to. It returns once the
+// Send sends text to every device of the user to (or, for a group
+// conversation key, of every member: client/groups.go). It returns once the
 // server has durably stored a copy for each of them.
 //
 // The message first goes into the local outbox, then every queued message
@@ -32,67 +33,10 @@ const (
 // was refused for good (unknown user, too large, a key that fails
 // verification) and is not retried.
 func (c *Client) Send(ctx context.Context, to, text string) (MessageID, error) {
-	return c.send(ctx, to, text, nil)
-}
-
-// send is Send, optionally with an uploaded attachment (client/files.go);
-// then text is a caption and may be empty.
-func (c *Client) send(ctx context.Context, to, text string, att *wire.Attachment) (MessageID, error) {
-	a, err := c.account()
-	if err != nil {
+	if err := checkText(text); err != nil {
 		return MessageID{}, err
 	}
-	user, err := identity.NormalizeUsername(to)
-	if err != nil {
-		return MessageID{}, err
-	}
-	if user == a.Username {
-		return MessageID{}, errors.New("cannot send a message to yourself")
-	}
-	if att == nil || text != "" {
-		if err := checkText(text); err != nil {
-			return MessageID{}, err
-		}
-	}
-	id := newMessageID()
-	now := c.now()
-	// Contacts, blocking and our delivery token (client/contacts.go).
-	content, err := c.outgoingText(ctx, user, now, text)
-	if err != nil {
-		return id, err
-	}
-	body := text
-	if att != nil {
-		if content, err = withAttachment(content, att); err != nil {
-			return id, err
-		}
-		body = fileLabel(att, text)
-	}
-	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms) VALUES (?, ?, ?, ?)`,
-			id[:], user, content, now.UnixMilli()); err != nil {
-			return &localError{err}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
-			VALUES (?, 1, ?, ?, ?, ?, ?, ?)`, user, id[:], a.DeviceID, now.UnixMilli(), now.UnixMilli(), body, stateQueued); err != nil {
-			return &localError{err}
-		}
-		if att != nil {
-			return queueFileSyncCopy(ctx, tx, a, user, id, now, body, att)
-		}
-		// The copy for this account's other devices (client/sync.go).
-		return c.queueSyncCopy(ctx, tx, a, user, id, now, text)
-	})
-	if err != nil {
-		return id, err
-	}
-	rep := c.flush(ctx)
-	for _, f := range rep.Failed {
-		if f.ID != id {
-			c.cfg.Warn(fmt.Errorf("message to %s could not be delivered and was dropped from the outbox: %w", f.To, f.Err))
-		}
-	}
-	return id, c.outcome(ctx, id, rep)
+	return c.sendContent(ctx, to, &wire.Content{Body: &wire.Content_Text{Text: &wire.Text{Body: text}}})
 }
 
 // outcome says what became of message id after a flush. A concurrent

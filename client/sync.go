@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -33,12 +32,13 @@ import (
 // no other device, or the message it is a sync copy of was refused).
 var errNothingToSend = errors.New("nothing to send")
 
-// queueSyncCopy adds the sync copy of message id (text to user to) to the
-// outbox, inside Send's transaction, right after the message itself so it
-// goes out after it.
-func (c *Client) queueSyncCopy(ctx context.Context, tx *sql.Tx, a *account, to string, id MessageID, sent time.Time, text string) error {
-	inner := &wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_Text{Text: &wire.Text{Body: text}}}
-	content, err := marshalPadded(&wire.Content{SentMs: sent.UnixMilli(), Body: &wire.Content_SyncSent{SyncSent: &wire.SyncSent{
+// queueSyncCopy adds the sync copy of message id (inner, sent in direct
+// conversation to) to the outbox, inside the sender's transaction, right
+// after the message itself so it goes out after it. Any content kind
+// travels this way (texts, files, reactions, edits, deletes, read
+// receipts, timer changes), so every own device ends in the same state.
+func (c *Client) queueSyncCopy(ctx context.Context, tx *sql.Tx, a *account, to string, id MessageID, inner *wire.Content) error {
+	content, err := marshalPadded(&wire.Content{SentMs: inner.GetSentMs(), Body: &wire.Content_SyncSent{SyncSent: &wire.SyncSent{
 		To: to, MessageId: id[:], Content: inner,
 	}}})
 	if err != nil {
@@ -46,7 +46,7 @@ func (c *Client) queueSyncCopy(ctx context.Context, tx *sql.Tx, a *account, to s
 	}
 	sid := newMessageID()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms, sync_of) VALUES (?, ?, ?, ?, ?)`,
-		sid[:], a.Username, content, sent.UnixMilli(), id[:]); err != nil {
+		sid[:], a.Username, content, inner.GetSentMs(), id[:]); err != nil {
 		return &localError{err}
 	}
 	return nil
@@ -64,12 +64,15 @@ func (c *Client) deliveryList(ctx context.Context, cn *conn, a *account, row out
 		return nil, &localError{err}
 	}
 	if syncOf != nil {
+		// Only a text has a history row; other kinds (a reaction, an
+		// edit) were applied here already and go to the own devices
+		// whatever becomes of them.
 		var state int
 		err := c.db.QueryRowContext(ctx, `SELECT state FROM history WHERE outgoing = 1 AND message_id = ?`, syncOf).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && state == stateFailed {
+		if err == nil && state == stateFailed {
 			return nil, errNothingToSend // the message itself was refused
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, &localError{err}
 		}
 	}
@@ -163,7 +166,12 @@ func (c *Client) receiveDeviceContent(ctx context.Context, tx *sql.Tx, a *accoun
 		if !own {
 			return nil, nil, true, fmt.Errorf("%w: a sync copy from %s, who is not this account", ErrProtocol, k.user)
 		}
-		evs, seqs, err := storeSyncCopy(ctx, tx, a, k, s, now)
+		var evs []Event
+		var seqs []int64
+		err := savepoint(ctx, tx, func() (err error) {
+			evs, seqs, err = c.storeSyncCopy(ctx, tx, a, k, s, now)
+			return err
+		})
 		return evs, seqs, true, err
 	}
 	n := ct.GetDeviceNotice()
@@ -223,50 +231,56 @@ func adoptOwnKey(ctx context.Context, tx *sql.Tx, a *account, raw []byte, now ti
 	return key, nil
 }
 
-// storeSyncCopy records a message this account sent from another device.
-// Writing to someone makes them a contact on every device: a stranger
-// becomes one, and a pending message request counts as accepted, its
-// messages moving into the history and handed over before the copy.
-func storeSyncCopy(ctx context.Context, tx *sql.Tx, a *account, k deviceKey, s *wire.SyncSent, now time.Time) ([]Event, []int64, error) {
-	to, err := identity.NormalizeUsername(s.GetTo())
+// storeSyncCopy applies what this account sent from another device: any
+// content kind, through the same code as incoming content
+// (client/messaging.go) but as outgoing. s.To is a username or a group's
+// conversation key. Writing to someone makes them a contact on every
+// device: a stranger becomes one, and a pending message request counts as
+// accepted, its messages moving into the history and handed over before
+// the copy.
+func (c *Client) storeSyncCopy(ctx context.Context, tx *sql.Tx, a *account, k deviceKey, s *wire.SyncSent, now time.Time) ([]Event, []int64, error) {
+	to, err := convKey(s.GetTo())
 	if err != nil || to != s.GetTo() || to == a.Username {
 		return nil, nil, fmt.Errorf("%w: sync copy to %q", ErrProtocol, s.GetTo())
 	}
-	var mid MessageID
-	if len(s.GetMessageId()) != len(mid) {
+	o := origin{conv: to, from: a.Username, device: k.device, outgoing: true}
+	if len(s.GetMessageId()) != len(o.id) {
 		return nil, nil, fmt.Errorf("%w: sync copy with a message id of %d bytes", ErrProtocol, len(s.GetMessageId()))
 	}
-	copy(mid[:], s.GetMessageId())
-	t := s.GetContent().GetText()
-	if t == nil {
-		return nil, nil, errors.New("sync copy of a kind this version cannot show")
+	copy(o.id[:], s.GetMessageId())
+	inner := s.GetContent()
+	if inner == nil {
+		return nil, nil, fmt.Errorf("%w: sync copy without content", ErrProtocol)
 	}
-	if !utf8.ValidString(t.GetBody()) || t.GetBody() == "" {
-		return nil, nil, errors.New("sync copy text is empty or not valid UTF-8")
+	o.sent = time.UnixMilli(inner.GetSentMs())
+	if inner.GetGroupUpdate() != nil {
+		return c.receiveGroupUpdate(ctx, tx, a, k, o.id, inner, now)
 	}
-	var dup int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM history WHERE outgoing = 1 AND peer = ? AND message_id = ?`, to, mid[:]).Scan(&dup); err != nil {
-		return nil, nil, &localError{err}
+	if isGroupConv(to) != (inner.GetGroup() != nil) {
+		return nil, nil, fmt.Errorf("%w: sync copy to %q with a group context that does not match", ErrProtocol, to)
 	}
-	if dup > 0 {
-		return nil, nil, nil
+	if inner.GetGroup() != nil {
+		conv, err := c.groupIncoming(ctx, tx, a, a.Username, inner, now)
+		var le *localError
+		if errors.As(err, &le) {
+			return nil, nil, err
+		}
+		if err != nil || conv != to {
+			return nil, nil, fmt.Errorf("%w: sync copy for a group this device does not know", errIgnored)
+		}
 	}
-	evs, seqs, err := acceptBySyncCopy(ctx, tx, to, now)
+	var evs []Event
+	var seqs []int64
+	if !isGroupConv(to) && inner.GetText() != nil {
+		if evs, seqs, err = acceptBySyncCopy(ctx, tx, to, now); err != nil {
+			return nil, nil, err
+		}
+	}
+	more, moreSeqs, err := c.applyContent(ctx, tx, a, o, inner, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	sent := time.UnixMilli(s.GetContent().GetSentMs())
-	res, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state, unshown)
-		VALUES (?, 1, ?, ?, ?, ?, ?, ?, 1)`, to, mid[:], k.device, sent.UnixMilli(), now.UnixMilli(), t.GetBody(), stateStored)
-	if err != nil {
-		return nil, nil, &localError{err}
-	}
-	seq, err := res.LastInsertId()
-	if err != nil {
-		return nil, nil, &localError{err}
-	}
-	evs = append(evs, &MessageEvent{ID: mid, From: a.Username, To: to, Device: k.device, Sent: sent, Received: now, Text: t.GetBody()})
-	return evs, append(seqs, seq), nil
+	return append(evs, more...), append(seqs, moreSeqs...), nil
 }
 
 // acceptBySyncCopy makes user a contact because another device of this
