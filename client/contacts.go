@@ -521,7 +521,9 @@ func (c *Client) screenIncoming(ctx context.Context, tx *sql.Tx, a *account, k d
 			ID: id, From: k.user, Device: k.device, Sent: time.UnixMilli(content.GetSentMs()), Received: now,
 			Change: AccountKeyChanged, DeviceID: content.GetDeviceNotice().GetDeviceId(),
 		}}}, nil
-	case content.GetText() != nil && r.state != stateContact:
+	case content.GetText() != nil && r.state != stateContact && content.GetGroup() == nil:
+		// Group messages are not requests: the group decides who may
+		// write (client/groups.go).
 		body, err := decodeContent(plaintext)
 		if err != nil {
 			return screen{}, nil // dropped by the caller with this error

@@ -25,6 +25,11 @@
 //	hush [--server URL] [--home DIR] verify USERNAME [NUMBER]
 //	hush [--server URL] [--home DIR] trust USERNAME
 //	hush [--server URL] [--home DIR] identity reset
+//	hush [--server URL] [--home DIR] group create NAME --members USER,USER   (prints the group id)
+//	hush [--server URL] [--home DIR] group add|remove GROUP USERNAME...
+//	hush [--server URL] [--home DIR] group leave|info GROUP
+//	hush [--server URL] [--home DIR] group list [--json]
+//	hush [--server URL] [--home DIR] group send GROUP [--file PATH] TEXT...
 //
 // Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
 // 1 error, 2 usage.
@@ -101,6 +106,14 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] verify USERNAME [NUMBER]
   hush [--server URL] [--home DIR] trust USERNAME            (accept a changed safety number)
   hush [--server URL] [--home DIR] identity reset            (new account key; primary device only)
+  hush [--server URL] [--home DIR] group create NAME --members USER,USER   (prints the group id alone)
+  hush [--server URL] [--home DIR] group add GROUP USERNAME...        (admins only)
+  hush [--server URL] [--home DIR] group remove GROUP USERNAME...     (admins only)
+  hush [--server URL] [--home DIR] group leave GROUP
+  hush [--server URL] [--home DIR] group list [--json]
+  hush [--server URL] [--home DIR] group info GROUP [--json]
+  hush [--server URL] [--home DIR] group send GROUP [--file PATH] TEXT...
+      (GROUP: the id from group create/list, or a name only one group has)
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
 else ` + DefaultServer + `.
@@ -236,6 +249,8 @@ func (c *cmd) run(ctx context.Context, args []string) error {
 		return c.restore(ctx, rest)
 	case "bench":
 		return c.bench(ctx, rest)
+	case "group":
+		return c.group(ctx, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	}
