@@ -140,6 +140,40 @@ func (*ReceiptEvent) isEvent()  {}
 func (*TypingEvent) isEvent()   {}
 func (*TimerEvent) isEvent()    {}
 
+// meta gives the common part of the events that embed Meta.
+func (m *Meta) meta() *Meta { return m }
+
+// nameGroups sets GroupName on the events of group conversations, as
+// this device knows the group now.
+func (c *Client) nameGroups(ctx context.Context, evs []Event) {
+	names := map[GroupID]string{}
+	name := func(g []byte) string {
+		var id GroupID
+		if len(g) != len(id) {
+			return ""
+		}
+		copy(id[:], g)
+		n, ok := names[id]
+		if !ok {
+			var err error
+			if n, err = c.GroupName(ctx, id); err != nil {
+				c.cfg.Warn(err)
+			}
+			names[id] = n
+		}
+		return n
+	}
+	for _, ev := range evs {
+		switch e := ev.(type) {
+		case *MessageEvent:
+			e.GroupName = name(e.Group)
+		case interface{ meta() *Meta }:
+			m := e.meta()
+			m.GroupName = name(m.Group)
+		}
+	}
+}
+
 // origin says where a content applied by applyContent comes from.
 type origin struct {
 	conv     string    // conversation key
@@ -283,7 +317,8 @@ func (c *Client) outboxOutcome(ctx context.Context, id MessageID, rep *FlushRepo
 		}
 	}
 	var n int
-	if err := c.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE message_id = ?`, id[:]).Scan(&n); err != nil {
+	// A group message has one row per member, named by group_of.
+	if err := c.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE message_id = ? OR group_of = ?`, id[:], id[:]).Scan(&n); err != nil {
 		return &QueuedError{ID: id, Err: &localError{err}}
 	}
 	if n == 0 {

@@ -265,7 +265,12 @@ func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error)
 	if err := rs.Err(); err != nil {
 		return 0, &localError{err}
 	}
-	for _, e := range evs {
+	all := make([]Event, len(evs))
+	for i, e := range evs {
+		all[i] = e
+	}
+	c.nameGroups(ctx, all)
+	for _, e := range all {
 		handle(e)
 	}
 	return len(evs), c.markHandled(ctx, seqs)
@@ -523,6 +528,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 	if err := cn.post(ctx, &wire.ClientFrame{Body: &wire.ClientFrame_Ack{Ack: &wire.AckRequest{ServerIds: ids}}}); err != nil {
 		return 0, err
 	}
+	c.nameGroups(ctx, events)
 	n := 0
 	for _, ev := range events {
 		switch ev.(type) {

@@ -30,6 +30,11 @@
 //	hush [--server URL] [--home DIR] group leave|info GROUP
 //	hush [--server URL] [--home DIR] group list [--json]
 //	hush [--server URL] [--home DIR] group send GROUP [--file PATH] TEXT...
+//	hush [--server URL] [--home DIR] reply|edit USERNAME|GROUP MSGID TEXT...
+//	hush [--server URL] [--home DIR] react USERNAME|GROUP MSGID EMOJI [--remove]
+//	hush [--server URL] [--home DIR] delete USERNAME|GROUP MSGID
+//	hush [--server URL] [--home DIR] read USERNAME|GROUP
+//	hush [--server URL] [--home DIR] timer USERNAME|GROUP DURATION|off
 //
 // Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
 // 1 error, 2 usage.
@@ -114,6 +119,13 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] group info GROUP [--json]
   hush [--server URL] [--home DIR] group send GROUP [--file PATH] TEXT...
       (GROUP: the id from group create/list, or a name only one group has)
+  hush [--server URL] [--home DIR] reply USERNAME|GROUP MSGID TEXT...
+  hush [--server URL] [--home DIR] react USERNAME|GROUP MSGID EMOJI [--remove]
+  hush [--server URL] [--home DIR] edit USERNAME|GROUP MSGID TEXT...      (your own messages)
+  hush [--server URL] [--home DIR] delete USERNAME|GROUP MSGID            (your own, for everyone)
+  hush [--server URL] [--home DIR] read USERNAME|GROUP                    (send read receipts)
+  hush [--server URL] [--home DIR] timer USERNAME|GROUP DURATION|off      (disappearing messages, 5s..4w)
+      (MSGID: the "id" recv --json shows)
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
 else ` + DefaultServer + `.
@@ -251,6 +263,18 @@ func (c *cmd) run(ctx context.Context, args []string) error {
 		return c.bench(ctx, rest)
 	case "group":
 		return c.group(ctx, rest)
+	case "reply":
+		return c.reply(ctx, rest)
+	case "react":
+		return c.react(ctx, rest)
+	case "edit":
+		return c.edit(ctx, rest)
+	case "delete":
+		return c.deleteMessage(ctx, rest)
+	case "read":
+		return c.read(ctx, rest)
+	case "timer":
+		return c.timer(ctx, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	}

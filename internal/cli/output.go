@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,10 +48,121 @@ func formatMessage(m *client.MessageEvent) string {
 		}
 		text = strings.TrimSuffix(f+"] "+text, " ")
 	}
-	if m.To != "" {
-		return formatText(m.Sent, m.From+" -> "+m.To, text)
+	if m.ReplyTo != nil {
+		text = "(reply to " + m.ReplyTo.ID.String() + ") " + text
 	}
-	return formatText(m.Sent, m.From, text)
+	return formatText(m.Sent, who(m.From, m.To, m.Group, m.GroupName), text)
+}
+
+// who names the sender of an event, with its conversation when that is
+// not the sender: "alice", "alice -> bob" (a sync copy), "alice in
+// #family".
+func who(from, to string, group []byte, groupName string) string {
+	switch {
+	case group != nil:
+		g := groupName
+		if g == "" {
+			g = hex.EncodeToString(group)
+		}
+		return from + " in #" + sanitize(g)
+	case to != "":
+		return from + " -> " + to
+	}
+	return from
+}
+
+// formatEvent renders the events of client/messaging.go as text lines.
+func formatEvent(e client.Event) []string {
+	switch e := e.(type) {
+	case *client.ReactionEvent:
+		if e.Removed {
+			return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "took back the reaction to "+e.Target.String())}
+		}
+		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "reacted "+sanitize(e.Emoji)+" to "+e.Target.String())}
+	case *client.EditEvent:
+		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "(edited "+e.Target.String()+") "+e.Text)}
+	case *client.DeleteEvent:
+		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "deleted "+e.Target.String())}
+	case *client.ReceiptEvent:
+		var out []string
+		for _, t := range e.Targets {
+			out = append(out, formatText(e.Received, who(e.From, e.To, e.Group, e.GroupName), e.Kind.String()+" "+t.String()))
+		}
+		return out
+	case *client.TypingEvent:
+		s := "is typing…"
+		if !e.Started {
+			s = "stopped typing"
+		}
+		return []string{formatText(e.Received, who(e.From, e.To, e.Group, e.GroupName), s)}
+	case *client.TimerEvent:
+		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "set disappearing messages to "+timerText(e.Timer))}
+	}
+	return nil
+}
+
+// jsonEvent is a recv --json line for the events of client/messaging.go.
+type jsonEvent struct {
+	Type      string `json:"type"` // reaction, edit, delete, receipt, typing, timer
+	ID        string `json:"id"`
+	From      string `json:"from"`
+	To        string `json:"to,omitempty"`
+	Device    uint32 `json:"device"`
+	Sent      string `json:"sent"`
+	Received  string `json:"received"`
+	Group     string `json:"group,omitempty"`
+	GroupName string `json:"group_name,omitempty"`
+	// The message the event is about: reacted to, edited, deleted,
+	// delivered or read.
+	Target  string  `json:"target,omitempty"`
+	Emoji   string  `json:"emoji,omitempty"`
+	Removed bool    `json:"removed,omitempty"`
+	Text    *string `json:"text,omitempty"` // an edit's new text
+	Kind    string  `json:"kind,omitempty"` // a receipt's: delivered or read
+	Started *bool   `json:"started,omitempty"`
+	Seconds *int64  `json:"seconds,omitempty"` // a timer's; 0 is off
+}
+
+// formatEventJSON renders the events of client/messaging.go as JSON
+// lines: one per target for a receipt naming several messages.
+func formatEventJSON(e client.Event) []string {
+	var m client.Meta
+	j := jsonEvent{}
+	var targets []client.MessageID
+	switch e := e.(type) {
+	case *client.ReactionEvent:
+		m, j.Type, j.Emoji, j.Removed, targets = e.Meta, "reaction", e.Emoji, e.Removed, []client.MessageID{e.Target}
+	case *client.EditEvent:
+		m, j.Type, j.Text, targets = e.Meta, "edit", &e.Text, []client.MessageID{e.Target}
+	case *client.DeleteEvent:
+		m, j.Type, targets = e.Meta, "delete", []client.MessageID{e.Target}
+	case *client.ReceiptEvent:
+		m, j.Type, j.Kind, targets = e.Meta, "receipt", e.Kind.String(), e.Targets
+	case *client.TypingEvent:
+		m, j.Type, j.Started = e.Meta, "typing", &e.Started
+	case *client.TimerEvent:
+		secs := int64(e.Timer / time.Second)
+		m, j.Type, j.Seconds = e.Meta, "timer", &secs
+	default:
+		return nil
+	}
+	j.ID, j.From, j.To, j.Device = m.ID.String(), m.From, m.To, m.Device
+	j.Sent, j.Received = m.Sent.UTC().Format(jsonTime), m.Received.UTC().Format(jsonTime)
+	if m.Group != nil {
+		j.Group, j.GroupName = hex.EncodeToString(m.Group), m.GroupName
+	}
+	if len(targets) == 0 {
+		targets = []client.MessageID{{}}
+	}
+	var out []string
+	for _, t := range targets {
+		if t != (client.MessageID{}) {
+			j.Target = t.String()
+		}
+		b, _ := json.Marshal(j)
+		out = append(out, string(b))
+	}
+	return out
 }
 
 // sanitize makes a peer's text safe to print on a terminal: control
@@ -91,6 +203,14 @@ type jsonMessage struct {
 	Name   string `json:"name,omitempty"`
 	Size   *int64 `json:"size,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
+	// A group message: the group's id (hex) and name.
+	Group     string `json:"group,omitempty"`
+	GroupName string `json:"group_name,omitempty"`
+	// A reply: the id of the message it quotes, and its author.
+	ReplyTo     string `json:"reply_to,omitempty"`
+	ReplyAuthor string `json:"reply_author,omitempty"`
+	// A disappearing message: when this device erases it.
+	Expires string `json:"expires,omitempty"`
 }
 
 func formatJSON(m *client.MessageEvent) string {
@@ -106,6 +226,15 @@ func formatJSON(m *client.MessageEvent) string {
 	}
 	if a := m.Attachment; a != nil {
 		j.Type, j.File, j.Name, j.Size, j.SHA256 = "file", a.Path, a.Name, &a.Size, a.SHA256
+	}
+	if m.Group != nil {
+		j.Group, j.GroupName = hex.EncodeToString(m.Group), m.GroupName
+	}
+	if m.ReplyTo != nil {
+		j.ReplyTo, j.ReplyAuthor = m.ReplyTo.ID.String(), m.ReplyTo.Author
+	}
+	if !m.Expires.IsZero() {
+		j.Expires = m.Expires.UTC().Format(jsonTime)
 	}
 	b, _ := json.Marshal(j)
 	return string(b)
@@ -148,6 +277,14 @@ func (p printer) event(e client.Event) {
 		fmt.Fprintln(p.c.stdout, line)
 	case *client.RequestEvent:
 		p.request(e) // contacts.go
+	case *client.ReactionEvent, *client.EditEvent, *client.DeleteEvent, *client.ReceiptEvent, *client.TypingEvent, *client.TimerEvent:
+		lines := formatEvent(e)
+		if p.json {
+			lines = formatEventJSON(e)
+		}
+		for _, l := range lines {
+			fmt.Fprintln(p.c.stdout, l)
+		}
 	case *client.DroppedEvent:
 		if e.From == "" { // a sealed envelope that did not open names nobody
 			p.c.warn(fmt.Errorf("dropped a message: %v", e.Err))
