@@ -282,7 +282,7 @@ func (c *Client) acceptGroupState(ctx context.Context, tx *sql.Tx, a *account, g
 		// it starts the group or comes from an admin of it (a new member
 		// has no earlier state to check it against).
 		if !g.isMember(a.Username) {
-			return nil, errNotGroupMember
+			return nil, fmt.Errorf("%w: %v", errIgnored, errNotGroupMember)
 		}
 		if g.st.GetEpoch() == 1 {
 			if err := checkGenesis(g); err != nil {

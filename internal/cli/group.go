@@ -288,3 +288,57 @@ func (c *cmd) groupSend(ctx context.Context, args []string) error {
 	_, err = cl.Send(ctx, conv, text)
 	return err
 }
+
+// jsonGroupEvent is a recv --json line for a group state this device
+// took: type "group".
+type jsonGroupEvent struct {
+	ID        string   `json:"id"`
+	From      string   `json:"from"`
+	Received  string   `json:"received"`
+	Type      string   `json:"type"`
+	Group     string   `json:"group"`
+	GroupName string   `json:"group_name"`
+	Epoch     uint64   `json:"epoch"`
+	Change    string   `json:"change"` // joined, updated or left
+	Added     []string `json:"added"`
+	Removed   []string `json:"removed"`
+}
+
+// group reports a new group state: "[…] alice: Book club: added erin;
+// removed dave", or with --json a {"type":"group"} line.
+func (p printer) group(e *client.GroupEvent) {
+	if p.json {
+		b, _ := json.Marshal(jsonGroupEvent{
+			ID: e.ID.String(), From: e.By, Received: e.Received.UTC().Format(jsonTime), Type: "group",
+			Group: e.Group.String(), GroupName: e.Name, Epoch: e.Epoch, Change: e.Change.String(),
+			Added: nonNil(e.Added), Removed: nonNil(e.Removed),
+		})
+		fmt.Fprintln(p.c.stdout, string(b))
+		return
+	}
+	var what []string
+	switch e.Change {
+	case client.GroupJoined:
+		what = append(what, "you are in the group, with "+strings.Join(e.Added, ", "))
+	case client.GroupLeft:
+		what = append(what, "you are no longer in the group")
+	default:
+		if len(e.Added) > 0 {
+			what = append(what, "added "+strings.Join(e.Added, ", "))
+		}
+		if len(e.Removed) > 0 {
+			what = append(what, "removed "+strings.Join(e.Removed, ", "))
+		}
+		if len(what) == 0 {
+			what = append(what, "changed the group")
+		}
+	}
+	fmt.Fprintln(p.c.stdout, formatText(e.Received, e.By, e.Name+": "+strings.Join(what, "; ")))
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -71,7 +71,9 @@ func TestCLIGroups(t *testing.T) {
 		t.Fatalf("group create printed %q, want the id alone", out)
 	}
 	id := strings.TrimSpace(out)
-	bob.ok("recv")
+	if out := bob.ok("recv"); !strings.Contains(out, "] alice: Book club: you are in the group, with alice, bob, carol") {
+		t.Fatalf("bob's recv printed %q", out)
+	}
 	carol.ok("recv")
 
 	var info struct {
@@ -135,7 +137,9 @@ func TestCLIGroups(t *testing.T) {
 	if out := alice.ok("group", "add", "Book club", "dave"); out != "dave added to Book club\n" {
 		t.Fatalf("group add printed %q", out)
 	}
-	dave.ok("recv")
+	if got := groupLines(t, dave.ok("recv", "--json")); len(got) != 1 || got[0] != (groupLine{"group", "alice", "", id, "Book club", ""}) {
+		t.Fatalf("dave's recv --json: %+v", got)
+	}
 	alice.ok("group", "remove", "Book club", "carol")
 	carol.ok("recv")
 	if err := json.Unmarshal([]byte(carol.ok("group", "info", id, "--json")), &info); err != nil {

@@ -285,6 +285,8 @@ func (p printer) event(e client.Event) {
 		for _, l := range lines {
 			fmt.Fprintln(p.c.stdout, l)
 		}
+	case *client.GroupEvent:
+		p.group(e) // group.go
 	case *client.DroppedEvent:
 		if e.From == "" { // a sealed envelope that did not open names nobody
 			p.c.warn(fmt.Errorf("dropped a message: %v", e.Err))
