@@ -12,7 +12,7 @@ import (
 // linkDevice links a fresh home to primary's account as name and
 // returns it, running the new device's Link and the primary's
 // ApproveLink as two parties would.
-func linkDevice(t *testing.T, url string, primary *Client, name string, history bool) *Client {
+func linkDevice(t testing.TB, url string, primary *Client, name string, history bool) *Client {
 	t.Helper()
 	c := newHome(t, name)
 	codes := make(chan string, 1)
@@ -37,7 +37,7 @@ func linkDevice(t *testing.T, url string, primary *Client, name string, history 
 }
 
 // newHome opens a Client on an empty home.
-func newHome(t *testing.T, name string) *Client {
+func newHome(t testing.TB, name string) *Client {
 	t.Helper()
 	c, err := New(Config{Home: t.TempDir(), Warn: func(err error) { t.Logf("warning for %s: %v", name, err) }})
 	if err != nil {
