@@ -229,16 +229,6 @@ func (c *Client) groupIncoming(ctx context.Context, tx *sql.Tx, a *account, from
 	return groupConv(id[:]), nil
 }
 
-// GroupMessageID returns the id a group message is known by in the group
-// (the same in every member's copy), or id, the envelope's, for anything
-// else.
-func groupMessageID(id MessageID, content *wire.Content) MessageID {
-	if m := content.GetGroup().GetMessageId(); len(m) == len(id) {
-		copy(id[:], m)
-	}
-	return id
-}
-
 // receiveGroupUpdate applies a GroupUpdate sent by k (another account or
 // one of this account's devices) inside the receiving transaction. The
 // state must be signed by the sender; a state that is invalid, old, or
