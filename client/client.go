@@ -136,6 +136,12 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	c.acct = acct
+	// Disappearing messages whose time ran out while the home was closed
+	// (client/messaging.go).
+	if err := c.sweepExpired(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -20,6 +20,10 @@ const Forever time.Duration = -1
 // the server keeps an unacknowledged message (30 days).
 const seenKeep = 35 * 24 * time.Hour
 
+// sweepEvery is how often a waiting Receive erases expired disappearing
+// messages (client/messaging.go).
+const sweepEvery = time.Second
+
 // maxBatch bounds the envelopes committed in one transaction.
 const maxBatch = 256
 
@@ -103,6 +107,8 @@ func (c *Client) Receive(ctx context.Context, wait time.Duration, handle func(Ev
 		defer t.Stop()
 		timeout = t.C
 	}
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
 	cn, drained, err := c.receivingConn(ctx, a, wait == 0)
 	if err != nil {
 		return err
@@ -167,6 +173,11 @@ func (c *Client) Receive(ctx context.Context, wait time.Duration, handle func(Ev
 		}
 		select {
 		case <-cn.notify:
+		case <-sweep.C:
+			// A long Receive erases disappearing messages as they expire.
+			if err := c.sweepExpired(ctx); err != nil {
+				return err
+			}
 		case <-cn.done:
 			return cn.failure()
 		case <-ctx.Done():

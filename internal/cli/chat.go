@@ -28,32 +28,42 @@ func (c *cmd) chat(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usagef("chat takes one USERNAME")
-	}
-	peer, err := identity.NormalizeUsername(fs.Arg(0))
-	if err != nil {
-		return err
+		return usagef("chat takes one USERNAME or GROUP")
 	}
 	cl, info, err := c.openAccount()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	if peer == info.Username {
-		return errors.New("cannot chat with yourself")
-	}
-	// An unknown name is an error at once; an unreachable server is not,
-	// the history can still be read and messages queued.
-	cctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	err = cl.CheckUser(cctx, peer)
-	cancel()
-	if errors.Is(err, client.ErrNoUser) || errors.Is(err, client.ErrAccountKeyChanged) {
+	conv, err := resolveConv(ctx, cl, fs.Arg(0))
+	if err != nil {
 		return err
 	}
-	if c.env.Interactive {
-		return c.chatTUI(ctx, cl, info, peer)
+	title := conv
+	if g, err := cl.FindGroup(ctx, fs.Arg(0)); err == nil && conv == client.GroupConversation(g.ID) {
+		title = "#" + g.Name
+	} else {
+		peer, err := identity.NormalizeUsername(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if peer == info.Username {
+			return errors.New("cannot chat with yourself")
+		}
+		// An unknown name is an error at once; an unreachable server is
+		// not, the history can still be read and messages queued.
+		cctx, cancel := context.WithTimeout(ctx, sendTimeout)
+		err = cl.CheckUser(cctx, peer)
+		cancel()
+		if errors.Is(err, client.ErrNoUser) || errors.Is(err, client.ErrAccountKeyChanged) {
+			return err
+		}
+		conv, title = peer, peer
 	}
-	return c.chatLines(ctx, cl, peer)
+	if c.env.Interactive {
+		return c.chatTUI(ctx, cl, info, conv, title)
+	}
+	return c.chatLines(ctx, cl, conv)
 }
 
 // listen receives live messages until ctx ends, reconnecting with

@@ -71,22 +71,28 @@ func who(from, to string, group []byte, groupName string) string {
 	return from
 }
 
+// eventLine renders a conversation event that is not a message: "[…] *
+// bob reacted 👍 to <id>". The "*" sets it apart from message lines.
+func eventLine(when time.Time, who, what string) string {
+	return fmt.Sprintf("[%s] * %s %s", when.Local().Format(textTime), who, what)
+}
+
 // formatEvent renders the events of client/messaging.go as text lines.
 func formatEvent(e client.Event) []string {
 	switch e := e.(type) {
 	case *client.ReactionEvent:
 		if e.Removed {
-			return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "took back the reaction to "+e.Target.String())}
+			return []string{eventLine(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "took back the reaction to "+e.Target.String())}
 		}
-		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "reacted "+sanitize(e.Emoji)+" to "+e.Target.String())}
+		return []string{eventLine(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "reacted "+sanitize(e.Emoji)+" to "+e.Target.String())}
 	case *client.EditEvent:
-		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "(edited "+e.Target.String()+") "+e.Text)}
+		return []string{eventLine(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "edited "+e.Target.String()+": "+sanitize(e.Text))}
 	case *client.DeleteEvent:
-		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "deleted "+e.Target.String())}
+		return []string{eventLine(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "deleted "+e.Target.String())}
 	case *client.ReceiptEvent:
 		var out []string
 		for _, t := range e.Targets {
-			out = append(out, formatText(e.Received, who(e.From, e.To, e.Group, e.GroupName), e.Kind.String()+" "+t.String()))
+			out = append(out, eventLine(e.Received, who(e.From, e.To, e.Group, e.GroupName), "got "+t.String()+" ("+e.Kind.String()+")"))
 		}
 		return out
 	case *client.TypingEvent:
@@ -94,9 +100,9 @@ func formatEvent(e client.Event) []string {
 		if !e.Started {
 			s = "stopped typing"
 		}
-		return []string{formatText(e.Received, who(e.From, e.To, e.Group, e.GroupName), s)}
+		return []string{eventLine(e.Received, who(e.From, e.To, e.Group, e.GroupName), s)}
 	case *client.TimerEvent:
-		return []string{formatText(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "set disappearing messages to "+timerText(e.Timer))}
+		return []string{eventLine(e.Sent, who(e.From, e.To, e.Group, e.GroupName), "set disappearing messages to "+timerText(e.Timer))}
 	}
 	return nil
 }

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,14 @@ type (
 	incomingMsg struct{ ev client.Event }
 	statusMsg   string
 	sentMsg     struct{ err error }
+	reloadMsg   struct{} // the history changed: show it again
+)
+
+// typingEvery is how often chat repeats "typing" while the user types;
+// typingShown how long a peer's "typing" is shown without news.
+const (
+	typingEvery = 3 * time.Second
+	typingShown = 6 * time.Second
 )
 
 // chatModel is the full-screen chat: a header, the conversation in a
@@ -33,6 +43,12 @@ type chatModel struct {
 	ctx      context.Context
 	cl       *client.Client
 	me, peer string
+	conv     string // the conversation key: peer, or a group's
+	title    string
+
+	typingSent time.Time // when "typing" last went out
+	typingFrom string    // who is typing, shown until typingUntil
+	typingAt   time.Time
 
 	vp     viewport.Model
 	in     textinput.Model
@@ -46,27 +62,16 @@ var (
 	statusStyle = lipgloss.NewStyle().Faint(true)
 )
 
-func (c *cmd) chatTUI(ctx context.Context, cl *client.Client, info client.Info, peer string) error {
-	m := &chatModel{c: c, ctx: ctx, cl: cl, me: info.Username, peer: peer, vp: viewport.New(80, 20), in: textinput.New()}
+func (c *cmd) chatTUI(ctx context.Context, cl *client.Client, info client.Info, conv, title string) error {
+	m := &chatModel{c: c, ctx: ctx, cl: cl, me: info.Username, peer: title, conv: conv, title: title, vp: viewport.New(80, 20), in: textinput.New()}
 	m.in.Prompt = "> "
-	m.in.Placeholder = "message " + peer
+	m.in.Placeholder = "message " + title
 	m.in.CharLimit = client.MaxTextSize
 	m.in.Focus()
-	hist, err := cl.History(ctx, peer, historyLines)
-	if err != nil {
+	if err := m.load(); err != nil {
 		return err
 	}
-	for _, e := range hist {
-		from := peer
-		if e.Outgoing {
-			from = m.me
-		}
-		line := formatText(e.Sent, from, e.Text)
-		if e.Status == client.Queued || e.Status == client.Failed {
-			line += " (" + e.Status.String() + ")"
-		}
-		m.lines = append(m.lines, line)
-	}
+	m.markRead()
 
 	lctx, stop := context.WithCancel(ctx)
 	p := tea.NewProgram(m, tea.WithContext(lctx), tea.WithAltScreen(), tea.WithInput(c.env.Stdin), tea.WithOutput(c.env.Stdout))
@@ -76,7 +81,7 @@ func (c *cmd) chatTUI(ctx context.Context, cl *client.Client, info client.Info, 
 			func(e client.Event) { p.Send(incomingMsg{e}) },
 			func(err error) { p.Send(statusMsg(c.describe(err) + "; reconnecting")) })
 	})
-	_, err = p.Run()
+	_, err := p.Run()
 	stop()
 	wg.Wait()
 	if err == tea.ErrProgramKilled && ctx.Err() != nil {
@@ -106,6 +111,7 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				return m, nil
 			}
 			m.in.Reset()
+			m.typingSent = time.Time{} // the message ends the typing
 			m.lines = append(m.lines, formatText(time.Now(), m.me, text))
 			m.refresh()
 			return m, m.sendCmd(text)
@@ -115,11 +121,28 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, cmd
 		}
 	case incomingMsg:
+		if time.Since(m.typingAt) > typingShown {
+			m.typingFrom = ""
+		}
 		switch e := msg.ev.(type) {
 		case *client.MessageEvent:
 			m.status = "" // whatever it said, the connection works
-			m.lines = append(m.lines, formatMessage(e))
-			m.refresh()
+			if eventConv(e.From, e.To, e.Group) == m.conv {
+				if e.From == m.typingFrom {
+					m.typingFrom = ""
+				}
+				return m, tea.Batch(m.reloadCmd(), m.readCmd())
+			}
+			m.status = "new message from " + who(e.From, e.To, e.Group, e.GroupName)
+		case *client.TypingEvent:
+			if eventConv(e.From, e.To, e.Group) == m.conv {
+				m.typingFrom, m.typingAt = "", time.Time{}
+				if e.Started {
+					m.typingFrom, m.typingAt = e.From, time.Now()
+				}
+			}
+		case *client.ReactionEvent, *client.EditEvent, *client.DeleteEvent, *client.ReceiptEvent, *client.TimerEvent:
+			return m, m.reloadCmd()
 		case *client.DeviceEvent:
 			m.lines = append(m.lines, "* "+deviceLine(e))
 			m.refresh()
@@ -129,12 +152,19 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.status = fmt.Sprintf("dropped a message from %s/%d that failed to decrypt", e.From, e.Device)
 		}
 		return m, nil
+	case reloadMsg:
+		if err := m.load(); err != nil {
+			m.status = m.c.describe(err)
+		}
+		m.refresh()
+		return m, nil
 	case statusMsg:
 		m.status = string(msg)
 		return m, nil
 	case sentMsg:
 		if msg.err == nil {
 			m.status = ""
+			return m, m.reloadCmd() // shows ✓
 		} else {
 			// Said under the message it concerns, so a later connection
 			// status does not hide it.
@@ -149,16 +179,128 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	var cmd tea.Cmd
+	before := m.in.Value()
 	m.in, cmd = m.in.Update(msg)
 	cmds = append(cmds, cmd)
+	if v := m.in.Value(); v != before {
+		cmds = append(cmds, m.typingCmd(v != ""))
+	}
 	return m, tea.Batch(cmds...)
+}
+
+// typingCmd tells the conversation the user is typing (at most every
+// typingEvery) or, once the input is empty again, stopped.
+func (m *chatModel) typingCmd(typing bool) tea.Cmd {
+	switch {
+	case typing && time.Since(m.typingSent) < typingEvery:
+		return nil
+	case !typing && m.typingSent.IsZero():
+		return nil
+	}
+	if typing {
+		m.typingSent = time.Now()
+	} else {
+		m.typingSent = time.Time{}
+	}
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(m.ctx, sendTimeout)
+		defer cancel()
+		m.cl.SendTyping(ctx, m.conv, typing) // best effort: a lost "typing" matters little
+		return nil
+	}
+}
+
+// reloadCmd shows the history again once something in it changed.
+func (m *chatModel) reloadCmd() tea.Cmd { return func() tea.Msg { return reloadMsg{} } }
+
+// readCmd sends read receipts for what is on screen.
+func (m *chatModel) readCmd() tea.Cmd {
+	return func() tea.Msg {
+		m.markRead()
+		return nil
+	}
+}
+
+// markRead sends read receipts for the conversation; failures wait for
+// the next try.
+func (m *chatModel) markRead() {
+	ctx, cancel := context.WithTimeout(m.ctx, sendTimeout)
+	defer cancel()
+	m.cl.MarkRead(ctx, m.conv)
+}
+
+// load renders the conversation's history: edits, deletions, reactions
+// and receipts included.
+func (m *chatModel) load() error {
+	hist, err := m.cl.History(m.ctx, m.conv, historyLines)
+	if err != nil {
+		return err
+	}
+	m.lines = m.lines[:0]
+	for _, e := range hist {
+		m.lines = append(m.lines, entryLine(e))
+	}
+	return nil
+}
+
+// entryLine renders a history entry: "[…] alice: text (edited) [👍 bob] ✓✓".
+func entryLine(e client.Entry) string {
+	text := e.Text
+	if a := e.Attachment; a != nil {
+		text = strings.TrimSuffix(fmt.Sprintf("[file %s, %d bytes] %s", a.Name, a.Size, text), " ")
+	}
+	if e.ReplyTo != nil {
+		text = "↪ " + e.ReplyTo.ID.String()[:8] + " " + text
+	}
+	if e.Deleted {
+		text = "(deleted)"
+	}
+	line := formatText(e.Sent, e.Author, text)
+	if !e.Edited.IsZero() && !e.Deleted {
+		line += statusStyle.Render(" (edited)")
+	}
+	if len(e.Reactions) > 0 {
+		var rs []string
+		for who, emoji := range e.Reactions {
+			rs = append(rs, sanitize(emoji)+" "+who)
+		}
+		slices.Sort(rs)
+		line += " [" + strings.Join(rs, ", ") + "]"
+	}
+	if !e.Expires.IsZero() {
+		line += statusStyle.Render(" ⏱")
+	}
+	if e.Outgoing {
+		switch {
+		case e.Status == client.Queued || e.Status == client.Failed:
+			line += " (" + e.Status.String() + ")"
+		case e.Read:
+			line += statusStyle.Render(" ✓✓ read")
+		case e.Delivered:
+			line += statusStyle.Render(" ✓✓")
+		default:
+			line += statusStyle.Render(" ✓")
+		}
+	}
+	return line
+}
+
+// eventConv is the conversation key of an event.
+func eventConv(from, to string, group []byte) string {
+	switch {
+	case group != nil:
+		return "#" + hex.EncodeToString(group)
+	case to != "":
+		return to
+	}
+	return from
 }
 
 func (m *chatModel) sendCmd(text string) tea.Cmd {
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(m.ctx, sendTimeout)
 		defer cancel()
-		_, err := m.cl.Send(ctx, m.peer, text)
+		_, err := m.cl.Send(ctx, m.conv, text)
 		return sentMsg{err}
 	}
 }
@@ -175,6 +317,10 @@ func (m *chatModel) refresh() {
 }
 
 func (m *chatModel) View() string {
-	header := headerStyle.Render(fmt.Sprintf("hush: %s ↔ %s", m.me, m.peer)) + statusStyle.Render("   Enter sends · PgUp/PgDn scroll · Esc quits")
-	return header + "\n" + m.vp.View() + "\n" + statusStyle.Render(m.status) + "\n" + m.in.View()
+	status := m.status
+	if m.typingFrom != "" && time.Since(m.typingAt) < typingShown {
+		status = m.typingFrom + " is typing…"
+	}
+	header := headerStyle.Render(fmt.Sprintf("hush: %s ↔ %s", m.me, sanitize(m.title))) + statusStyle.Render("   Enter sends · PgUp/PgDn scroll · Esc quits")
+	return header + "\n" + m.vp.View() + "\n" + statusStyle.Render(status) + "\n" + m.in.View()
 }

@@ -1,0 +1,112 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// jsonLines parses recv --json output.
+func jsonLines(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var all []map[string]any
+	for _, l := range lines(out) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("recv --json printed %q: %v", l, err)
+		}
+		all = append(all, m)
+	}
+	return all
+}
+
+// only returns the lines of type typ.
+func only(all []map[string]any, typ string) []map[string]any {
+	var out []map[string]any
+	for _, m := range all {
+		if m["type"] == typ {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestCLIEverydayMessaging(t *testing.T) {
+	s := startServe(t)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	bob.ok("accept", "alice")
+
+	alice.ok("send", "bob", "hello bob")
+	got := only(jsonLines(t, bob.ok("recv", "--json")), "text")
+	if len(got) != 1 {
+		t.Fatalf("bob got %v", got)
+	}
+	id := got[0]["id"].(string)
+
+	// Delivered, then a reaction and a reply.
+	bob.ok("react", "alice", id, "👍")
+	bob.ok("reply", "alice", id, "hi", "alice")
+	all := jsonLines(t, alice.ok("recv", "--json"))
+	if r := only(all, "receipt"); len(r) != 1 || r[0]["kind"] != "delivered" || r[0]["target"] != id || r[0]["from"] != "bob" {
+		t.Fatalf("alice's receipts: %v", r)
+	}
+	if r := only(all, "reaction"); len(r) != 1 || r[0]["emoji"] != "👍" || r[0]["target"] != id {
+		t.Fatalf("alice's reactions: %v", r)
+	}
+	if m := only(all, "text"); len(m) != 1 || m[0]["text"] != "hi alice" || m[0]["reply_to"] != id || m[0]["reply_author"] != "alice" {
+		t.Fatalf("alice's reply: %v", m)
+	}
+
+	// Only the author edits; the edit reaches the other side.
+	if r := bob.run("", "edit", "alice", id, "bob's words"); r.code != 1 || !strings.Contains(r.stderr, "only its sender") {
+		t.Fatalf("bob's edit of alice's message: exit %d, %q", r.code, r.stderr)
+	}
+	alice.ok("edit", "bob", id, "hello,", "bob!")
+	if e := only(jsonLines(t, bob.ok("recv", "--json")), "edit"); len(e) != 1 || e[0]["text"] != "hello, bob!" || e[0]["target"] != id {
+		t.Fatalf("bob's edits: %v", e)
+	}
+
+	// Read receipts and the timer, in text form too.
+	bob.ok("read", "alice")
+	out := alice.ok("recv")
+	if !strings.Contains(out, "] * bob got "+id+" (read)") {
+		t.Fatalf("alice's recv printed %q", out)
+	}
+	alice.ok("timer", "bob", "1w")
+	if e := only(jsonLines(t, bob.ok("recv", "--json")), "timer"); len(e) != 1 || e[0]["seconds"] != float64(7*24*3600) {
+		t.Fatalf("bob's timer events: %v", e)
+	}
+	alice.ok("send", "bob", "gone in a week")
+	if m := only(jsonLines(t, bob.ok("recv", "--json")), "text"); len(m) != 1 || m[0]["expires"] == nil {
+		t.Fatalf("a message under the timer: %v", m)
+	}
+	alice.ok("timer", "bob", "off")
+
+	// Delete for everyone.
+	alice.ok("delete", "bob", id)
+	if e := only(jsonLines(t, bob.ok("recv", "--json")), "delete"); len(e) != 1 || e[0]["target"] != id || e[0]["from"] != "alice" {
+		t.Fatalf("bob's deletes: %v", e)
+	}
+	if r := bob.run("", "react", "alice", id, "👍"); r.code != 1 {
+		t.Fatalf("a reaction to a deleted message: exit %d", r.code)
+	}
+	alice.ok("recv")
+
+	// Usage errors.
+	for _, args := range [][]string{
+		{"timer", "bob", "1s"},
+		{"timer", "bob", "5y"},
+		{"react", "bob", id},
+		{"edit", "bob", "not-an-id", "x"},
+		{"delete", "bob"},
+		{"read"},
+	} {
+		if r := alice.run("", args...); r.code != 2 {
+			t.Errorf("hush %v: exit %d, want 2 (%s)", args, r.code, r.stderr)
+		}
+	}
+	if r := alice.run("", "react", "bob", id, "not one emoji"); r.code != 1 {
+		t.Errorf("a sentence as a reaction: exit %d", r.code)
+	}
+}

@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hush-chat/hush/client"
+)
+
+func TestParseTimer(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"off": 0, "5s": 5 * time.Second, "5m": 5 * time.Minute, "1h30m": 90 * time.Minute,
+		"2d": 48 * time.Hour, "1w": 7 * 24 * time.Hour, "4w": client.MaxTimer,
+	} {
+		if got, err := parseTimer(in); err != nil || got != want {
+			t.Errorf("parseTimer(%q) = %v, %v; want %v", in, got, err, want)
+		}
+		if want != 0 {
+			if back, _ := parseTimer(timerText(want)); back != want {
+				t.Errorf("timerText(%v) = %q does not parse back", want, timerText(want))
+			}
+		}
+	}
+	for _, in := range []string{"4s", "5w", "1y", "d", "1.5s", "-1h", "99999999999w", ""} {
+		if d, err := parseTimer(in); err == nil {
+			t.Errorf("parseTimer(%q) = %v, want an error", in, d)
+		}
+	}
+}
+
+func TestEventLinesAndJSON(t *testing.T) {
+	target := client.MessageID{0xab}
+	meta := client.Meta{From: "bob", Group: []byte{1, 2}, GroupName: "fam\x1b[2J", Sent: time.Unix(0, 0), Received: time.Unix(0, 0)}
+	ev := &client.ReactionEvent{Meta: meta, Target: target, Emoji: "👍"}
+	text := formatEvent(ev)
+	if len(text) != 1 || !strings.Contains(text[0], "* bob in #fam\uFFFD[2J reacted 👍 to "+target.String()) {
+		t.Fatalf("text %q", text)
+	}
+	js := formatEventJSON(&client.ReceiptEvent{Meta: meta, Kind: client.Read, Targets: []client.MessageID{target, {0xcd}}})
+	if len(js) != 2 {
+		t.Fatalf("receipt for two messages printed %d lines", len(js))
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(js[1]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["type"] != "receipt" || m["kind"] != "read" || m["target"] != (client.MessageID{0xcd}).String() || m["group"] != "0102" || m["group_name"] != "fam\x1b[2J" {
+		t.Fatalf("receipt JSON %v", m)
+	}
+}
+
+func TestChatShowsTypingEditsAndReceipts(t *testing.T) {
+	e := client.Entry{Author: "alice", Outgoing: true, Status: client.Stored, Delivered: true, Read: true, Text: "hi",
+		Edited: time.Unix(5, 0), Reactions: map[string]string{"bob": "🎉"}}
+	line := entryLine(e)
+	for _, want := range []string{"alice: hi", "(edited)", "[🎉 bob]", "✓✓ read"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("entry line %q lacks %q", line, want)
+		}
+	}
+	e.Deleted, e.Text = true, ""
+	if line := entryLine(e); !strings.Contains(line, "(deleted)") || strings.Contains(line, "edited") {
+		t.Errorf("tombstone line %q", line)
+	}
+	m := &chatModel{c: &cmd{}, conv: "bob", title: "bob"}
+	m.Update(incomingMsg{&client.TypingEvent{Meta: client.Meta{From: "bob"}, Started: true}})
+	if !strings.Contains(m.View(), "bob is typing…") {
+		t.Fatalf("view does not show typing:\n%s", m.View())
+	}
+	m.Update(incomingMsg{&client.TypingEvent{Meta: client.Meta{From: "bob"}, Started: false}})
+	if strings.Contains(m.View(), "typing") {
+		t.Fatalf("view still shows typing:\n%s", m.View())
+	}
+}
