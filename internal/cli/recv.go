@@ -23,6 +23,9 @@ func (c *cmd) recv(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	if *dir != "" {
+		limitFileMemory()
+	}
 	// Receive retries the outbox first.
 	p := printer{c: c, json: *asJSON, ctx: ctx, cl: cl, dir: *dir}
 	return cl.Receive(ctx, *wait, p.event)

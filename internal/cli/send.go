@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -91,10 +92,25 @@ func (c *cmd) sendFile(ctx context.Context, to, path, caption string) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, fileTimeout)
 	defer cancel()
+	limitFileMemory()
 	bar, done := c.progressBar("uploading")
 	_, err = cl.SendFile(ctx, to, path, caption, bar)
 	done()
 	return err
+}
+
+// fileMemoryLimit is the Go heap's soft limit while a file is encrypted,
+// uploaded, downloaded or decrypted. Those work chunk by chunk, so the
+// live heap stays small whatever the file's size, but every chunk leaves
+// garbage; on a busy machine the collector can fall behind and let the
+// heap grow far past what is live. The limit makes it collect sooner, so
+// the process stays well under 64 MiB for any file (docs/protocol.md §9.14).
+const fileMemoryLimit = 32 << 20
+
+func limitFileMemory() {
+	if debug.SetMemoryLimit(-1) > fileMemoryLimit {
+		debug.SetMemoryLimit(fileMemoryLimit)
+	}
 }
 
 // progressBar returns a progress callback drawing one \r-updated line on
