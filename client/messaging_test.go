@@ -536,3 +536,111 @@ func FuzzReceiveContent(f *testing.F) {
 		}
 	})
 }
+
+func TestEverydayMessagingInAGroup(t *testing.T) {
+	srv := startServer(t)
+	alice := newUser(t, srv.URL, "alice")
+	alice2 := linkDevice(t, srv.URL, alice, "alice-laptop", false)
+	bob := newUser(t, srv.URL, "bob")
+	carol := newUser(t, srv.URL, "carol")
+	ctx := ctxT(t)
+	id, err := alice.CreateGroup(ctx, "Book club", []string{"bob", "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := GroupConversation(id)
+	for _, c := range []*Client{alice2, bob, carol} {
+		everyday(t, c)
+	}
+	s := func(id MessageID) string { return id.String()[:8] }
+
+	hello, err := alice.Send(ctx, conv, "hello club")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Group events carry the group; delivery receipts go to the author.
+	var named []string
+	if err := bob.Receive(ctx, 0, func(e Event) {
+		if m, ok := e.(*MessageEvent); ok {
+			named = append(named, fmt.Sprintf("%s %x %s: %s", m.GroupName, m.Group, m.From, m.Text))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "bob", named, fmt.Sprintf("Book club %x alice: hello club", id[:]))
+	want(t, "carol", everyday(t, carol), "alice: hello club")
+	want(t, "alice", everydayAll(t, alice), "receipt bob delivered "+s(hello), "receipt carol delivered "+s(hello))
+	want(t, "bob", everydayAll(t, bob))
+
+	// Carol reacts: every member and alice's other device see it.
+	if _, err := carol.React(ctx, conv, hello, "📚", false); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "bob", everyday(t, bob), "reaction carol 📚 "+s(hello)+" false")
+	want(t, "alice2", everyday(t, alice2), "alice: hello club", "reaction carol 📚 "+s(hello)+" false")
+
+	// Bob may not edit alice's message, not even with a forged content.
+	if _, err := bob.Edit(ctx, conv, hello, "bob was here"); err == nil {
+		t.Fatal("bob edited alice's group message")
+	}
+	forged := newMessageID()
+	var epoch uint64
+	if g := mustGroup(t, bob, id); g.Epoch > 0 {
+		epoch = g.Epoch
+	}
+	for _, to := range []string{"alice", "carol"} {
+		sendRaw(t, bob, to, &wire.Content{
+			Body:  &wire.Content_Edit{Edit: &wire.Edit{Target: &wire.MessageRef{MessageId: hello[:], Author: "alice"}, Body: "forged"}},
+			Group: &wire.GroupContext{GroupId: id[:], Epoch: epoch, MessageId: forged[:]},
+		})
+	}
+	everyday(t, carol)
+	if e := entry(t, carol, conv, hello); e.Text != "hello club" || !e.Edited.IsZero() || e.Author != "alice" {
+		t.Fatalf("carol's entry after a forged edit: %+v", e)
+	}
+
+	// The author edits, then deletes, on every device.
+	if _, err := alice2.Edit(ctx, conv, hello, "hello, club"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{alice, bob, carol} {
+		everyday(t, c)
+		if e := entry(t, c, conv, hello); e.Text != "hello, club" {
+			t.Fatalf("after the edit: %+v", e)
+		}
+	}
+	// Read receipts reach every member, who learn who read what.
+	if n, err := bob.MarkRead(ctx, conv); err != nil || n != 1 {
+		t.Fatalf("bob read: %d, %v", n, err)
+	}
+	want(t, "alice", everydayAll(t, alice), "receipt bob read "+s(hello))
+	everyday(t, carol) // a receipt for messages that are not carol's: nothing
+	if e := entry(t, alice2, conv, hello); e.Read {
+		t.Fatalf("alice2 knew of the read before receiving: %+v", e)
+	}
+	everyday(t, alice2)
+	if e := entry(t, alice2, conv, hello); !e.Read || !e.Delivered {
+		t.Fatalf("alice2 after bob read: %+v", e)
+	}
+	if _, err := alice.Delete(ctx, conv, hello); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{alice2, bob, carol} {
+		everyday(t, c)
+		if e := entry(t, c, conv, hello); !e.Deleted || e.Text != "" || len(e.Reactions) != 0 {
+			t.Fatalf("after the delete: %+v", e)
+		}
+	}
+	// A timer for the group.
+	if _, err := carol.SetTimer(ctx, conv, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "alice", everyday(t, alice), "timer carol 1h0m0s")
+	if d, err := bob.Timer(ctx, conv); err != nil || d != 0 {
+		t.Fatalf("bob's timer before receiving: %v, %v", d, err)
+	}
+	everyday(t, bob)
+	if d, err := bob.Timer(ctx, conv); err != nil || d != time.Hour {
+		t.Fatalf("bob's timer: %v, %v", d, err)
+	}
+}
