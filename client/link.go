@@ -613,10 +613,12 @@ func (c *Client) linkPayload(ctx context.Context, a *account, list *identity.Sig
 
 // linkHistory returns the newest conversation entries that fit in
 // maxLinkHistory, oldest first. Queued and failed outgoing messages stay
-// behind: they were never delivered.
+// behind: they were never delivered. So do group conversations (a
+// LinkedMessage names a peer account), deleted messages and disappearing
+// ones (which would outlive their timer on the new device; §12.3).
 func (c *Client) linkHistory(ctx context.Context, a *account) ([]*wire.LinkedMessage, error) {
 	rs, err := c.db.QueryContext(ctx, `SELECT peer, outgoing, message_id, device, sent_ms, received_ms, body FROM history
-		WHERE outgoing = 0 OR state = ? ORDER BY seq DESC`, stateStored)
+		WHERE (outgoing = 0 OR state = ?) AND peer NOT LIKE '#%' AND deleted = 0 AND expires_ms = 0 ORDER BY seq DESC`, stateStored)
 	if err != nil {
 		return nil, &localError{err}
 	}

@@ -644,3 +644,38 @@ func TestEverydayMessagingInAGroup(t *testing.T) {
 		t.Fatalf("bob's timer: %v, %v", d, err)
 	}
 }
+
+func TestLinkingLeavesDisappearingAndGroupMessagesBehind(t *testing.T) {
+	srv := startServer(t)
+	alice := newUser(t, srv.URL, "alice")
+	bob := newUser(t, srv.URL, "bob")
+	befriend(t, alice, "alice", bob, "bob")
+	ctx := ctxT(t)
+	id, err := alice.CreateGroup(ctx, "Club", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	everyday(t, bob)
+	if _, err := bob.Send(ctx, GroupConversation(id), "in the group"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SetTimer(ctx, "alice", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, bob, "alice", "disappearing")
+	if _, err := bob.SetTimer(ctx, "alice", 0); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, bob, "alice", "staying")
+	everyday(t, alice)
+	laptop := linkDevice(t, srv.URL, alice, "laptop", true)
+	h, err := laptop.History(ctx, "bob", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range h {
+		got = append(got, e.Text)
+	}
+	want(t, "the linked device's history", got, "hello bob", "staying")
+}
