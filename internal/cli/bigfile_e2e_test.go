@@ -6,13 +6,15 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,7 +53,10 @@ func bigServer(t *testing.T, size int64) string {
 }
 
 // peakRSS runs hush as u and returns its stdout and its peak resident
-// memory (the kernel's maxrss, the same as VmHWM).
+// memory: VmHWM of /proc/PID/status, read until the process ends (a
+// high-water mark, so only growth in its last few milliseconds could be
+// missed). The rusage maxrss is no use here: it counts the parent's pages
+// from before the exec.
 func (u *user) peakRSS(args ...string) (string, int64) {
 	u.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -59,15 +64,37 @@ func (u *user) peakRSS(args ...string) (string, int64) {
 	cmd := u.command(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		u.t.Fatalf("hush %v: %v\n%s", args, err, errb.String())
+	if err := cmd.Start(); err != nil {
+		u.t.Fatal(err)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		u.t.Skip("no rusage on this platform")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+	var peak int64
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(status); err == nil {
+			if m := vmHWM.FindSubmatch(b); m != nil {
+				kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+				peak = max(peak, kb<<10)
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				u.t.Fatalf("hush %v: %v\n%s", args, err, errb.String())
+			}
+			if peak == 0 {
+				u.t.Skip("no /proc/PID/status on this platform")
+			}
+			return out.String(), peak
+		case <-tick.C:
+		}
 	}
-	return out.String(), ru.Maxrss << 10 // KiB on Linux
 }
+
+var vmHWM = regexp.MustCompile(`VmHWM:\s+(\d+) kB`)
 
 // writeRandomFile writes size pseudo-random bytes (a repeated random
 // block, cheap to make) to a file and returns its path and SHA-256.
