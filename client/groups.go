@@ -32,8 +32,10 @@ const (
 	// replace the one held.
 	maxForkDepth = 16
 	// maxPendingStates bounds the states held until the ones between
-	// them and the head arrive.
+	// them and the head arrive, and how far ahead of the head they may be.
 	maxPendingStates = 32
+	// maxPendingPerSigner bounds the states of one signer among them.
+	maxPendingPerSigner = 4
 )
 
 // groupConvPrefix starts a group's conversation key, the value of
@@ -226,7 +228,21 @@ func (c *Client) groupIncoming(ctx context.Context, tx *sql.Tx, a *account, from
 	if head == nil || !head.isMember(a.Username) || !head.isMember(from) {
 		return "", errNotGroupMember
 	}
-	return groupConv(id[:]), nil
+	conv := groupConv(id[:])
+	if content.GetText() != nil {
+		// A message's id within the group names one message, the first
+		// to arrive with it: a member who reuses another's id (or their
+		// own) must not add a second row that edits, deletes, reactions
+		// and replies could then find instead of the original.
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM history WHERE peer = ? AND message_id = ?`, conv, gc.GetMessageId()).Scan(&n); err != nil {
+			return "", &localError{err}
+		}
+		if n > 0 {
+			return "", fmt.Errorf("%w: group message %x is already held", ErrProtocol, gc.GetMessageId())
+		}
+	}
+	return conv, nil
 }
 
 // receiveGroupUpdate applies a GroupUpdate sent by k (another account or
@@ -299,7 +315,7 @@ func (c *Client) acceptGroupState(ctx context.Context, tx *sql.Tx, a *account, g
 		return c.applyPending(ctx, tx, a, g, evs, now)
 	case epoch > held:
 		// Something in between is still on its way.
-		return nil, holdPending(ctx, tx, g, now)
+		return nil, holdPending(ctx, tx, head, g, now)
 	}
 	return c.resolveFork(ctx, tx, a, head, g, now)
 }
@@ -328,7 +344,10 @@ func (c *Client) resolveFork(ctx context.Context, tx *sql.Tx, a *account, head, 
 	if !preferred(parent, held, g) {
 		return nil, nil
 	}
-	// The lost branch: held and what followed it.
+	// The branch g would replace: held and what followed it. If a later
+	// state in it took g's signer's admin role away, g loses whatever
+	// the rule above says: a removed admin must not undo the removal by
+	// signing, afterwards, a state that competes with an earlier epoch.
 	var lost []*groupState
 	for e := epoch; e <= head.st.GetEpoch(); e++ {
 		s, err := loadStateAt(ctx, tx, g.id, e)
@@ -337,6 +356,9 @@ func (c *Client) resolveFork(ctx context.Context, tx *sql.Tx, a *account, head, 
 		}
 		if s != nil {
 			lost = append(lost, s)
+			if e > epoch && !s.isAdmin(g.signer()) {
+				return nil, nil
+			}
 		}
 	}
 	if err := storeHead(ctx, tx, a.Username, g, now); err != nil {
@@ -400,13 +422,29 @@ func (c *Client) reapply(ctx context.Context, tx *sql.Tx, a *account, parent *gr
 	return groupEvent(head, next, a.Username, now), nil
 }
 
-// holdPending keeps g until the states between it and the head arrive.
-func holdPending(ctx context.Context, tx *sql.Tx, g *groupState, now time.Time) error {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM group_pending WHERE group_id = ?`, g.id[:]).Scan(&n); err != nil {
-		return &localError{err}
+// holdPending keeps g, signed by a member of head, until the states
+// between head and it arrive. Only a member's states are held, at most
+// maxPendingPerSigner each and no further ahead than maxPendingStates
+// epochs, so nobody can fill the place the states on their way need, or
+// hold it for ever with an epoch the group never reaches.
+func holdPending(ctx context.Context, tx *sql.Tx, head, g *groupState, now time.Time) error {
+	if !head.isMember(g.signer()) {
+		return badState("%s, not a member at epoch %d, sent a state for epoch %d", g.signer(), head.st.GetEpoch(), g.st.GetEpoch())
 	}
-	if n >= maxPendingStates {
+	if g.st.GetEpoch()-head.st.GetEpoch() > maxPendingStates {
+		return badState("epoch %d is too far ahead of epoch %d", g.st.GetEpoch(), head.st.GetEpoch())
+	}
+	raws, err := pendingAt(ctx, tx, g.id, 0)
+	if err != nil {
+		return err
+	}
+	mine := 0
+	for _, raw := range raws {
+		if s, err := parseSignedGroupState(raw); err == nil && s.signer() == g.signer() {
+			mine++
+		}
+	}
+	if len(raws) >= maxPendingStates || mine >= maxPendingPerSigner {
 		return badState("too many states of group %s wait for earlier ones", g.id)
 	}
 	enc, err := g.encode()
@@ -423,22 +461,9 @@ func holdPending(ctx context.Context, tx *sql.Tx, g *groupState, now time.Time) 
 // applyPending applies held states that now follow the head, in order.
 func (c *Client) applyPending(ctx context.Context, tx *sql.Tx, a *account, head *groupState, evs []*GroupEvent, now time.Time) ([]*GroupEvent, error) {
 	for range maxPendingStates {
-		rs, err := tx.QueryContext(ctx, `SELECT signed FROM group_pending WHERE group_id = ? AND epoch = ?`, head.id[:], head.st.GetEpoch()+1)
+		raws, err := pendingAt(ctx, tx, head.id, head.st.GetEpoch()+1)
 		if err != nil {
-			return nil, &localError{err}
-		}
-		var raws [][]byte
-		for rs.Next() {
-			var raw []byte
-			if err := rs.Scan(&raw); err != nil {
-				rs.Close()
-				return nil, &localError{err}
-			}
-			raws = append(raws, raw)
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return nil, &localError{err}
+			return nil, err
 		}
 		var next *groupState
 		for _, raw := range raws {
@@ -459,6 +484,28 @@ func (c *Client) applyPending(ctx context.Context, tx *sql.Tx, a *account, head 
 		head = next
 	}
 	return evs, nil
+}
+
+// pendingAt returns the states of group id held until earlier ones
+// arrive: those for epoch, or all of them if epoch is 0.
+func pendingAt(ctx context.Context, tx *sql.Tx, id GroupID, epoch uint64) ([][]byte, error) {
+	rs, err := tx.QueryContext(ctx, `SELECT signed FROM group_pending WHERE group_id = ? AND (? = 0 OR epoch = ?)`, id[:], epoch, epoch)
+	if err != nil {
+		return nil, &localError{err}
+	}
+	defer rs.Close()
+	var raws [][]byte
+	for rs.Next() {
+		var raw []byte
+		if err := rs.Scan(&raw); err != nil {
+			return nil, &localError{err}
+		}
+		raws = append(raws, raw)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, &localError{err}
+	}
+	return raws, nil
 }
 
 // groupEvent describes the step from prev (nil: none) to next.

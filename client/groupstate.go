@@ -191,7 +191,9 @@ func checkGroupName(name string) error {
 		return errors.New("the group name is not valid UTF-8")
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+		// Line and paragraph separators break a terminal line like a
+		// newline does; bidi controls reorder what follows them.
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
 			return errors.New("the group name contains control characters")
 		}
 	}
@@ -281,14 +283,33 @@ func checkSuccessor(prev, next *groupState) error {
 // both follow parent (two admins changed the group at once;
 // docs/protocol.md §11.4). A state that takes away the other signer's
 // admin role, when the other does not do the same back, wins: a removal
-// cannot be undone by racing it. Otherwise the lower SHA-256 wins.
+// cannot be undone by racing it. Otherwise the signers are ranked by
+// SHA-256(hash(parent) || signer), lower first, and only two states of
+// one signer are ranked by their own hashes. A signer can grind a state's
+// hash by changing its time, but not its name or the parent, which was
+// fixed before either state was made; so the one who answers a change by
+// signing a competing state cannot choose to win.
 func preferred(parent, a, b *groupState) bool {
 	strips := func(x, y *groupState) bool { return parent.isAdmin(y.signer()) && !x.isAdmin(y.signer()) }
 	ba, ab := strips(b, a), strips(a, b)
 	if ba != ab {
 		return ba
 	}
+	if a.signer() != b.signer() {
+		ra, rb := signerRank(parent, a.signer()), signerRank(parent, b.signer())
+		return bytes.Compare(rb[:], ra[:]) < 0
+	}
 	return bytes.Compare(b.hash[:], a.hash[:]) < 0
+}
+
+// signerRank orders the signers of states competing to follow parent.
+func signerRank(parent *groupState, signer string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(parent.hash[:])
+	h.Write([]byte(signer))
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // diff returns who from is missing in to (removed) and who to adds (added).

@@ -120,6 +120,10 @@ func TestGroupStateStructureRules(t *testing.T) {
 		{"short id", func(s *wire.GroupState) { s.GroupId = s.GroupId[:15] }},
 		{"empty name", func(s *wire.GroupState) { s.Name = "" }},
 		{"control character in name", func(s *wire.GroupState) { s.Name = "a\u202eb" }},
+		{"escape sequence in name", func(s *wire.GroupState) { s.Name = "a\x1b[2Jb" }},
+		{"C1 control in name", func(s *wire.GroupState) { s.Name = "a\u009bb" }},
+		{"line separator in name", func(s *wire.GroupState) { s.Name = "a\u2028b" }},
+		{"paragraph separator in name", func(s *wire.GroupState) { s.Name = "a\u2029b" }},
 		{"long name", func(s *wire.GroupState) { s.Name = string(bytes.Repeat([]byte("x"), MaxGroupName+1)) }},
 		{"no members", func(s *wire.GroupState) { s.Members = nil }},
 		{"unsorted members", func(s *wire.GroupState) { s.Members = []string{"bob", "alice"} }},
@@ -205,8 +209,14 @@ func TestGroupConcurrentChangesResolveDeterministically(t *testing.T) {
 	if preferred(g2, a, b) == preferred(g2, b, a) {
 		t.Fatal("both or neither of two competing states win")
 	}
-	if preferred(g2, a, b) != (bytes.Compare(b.hash[:], a.hash[:]) < 0) {
-		t.Fatal("the lower hash did not win")
+	ra, rb := signerRank(g2, "alice"), signerRank(g2, "bob")
+	if preferred(g2, a, b) != (bytes.Compare(rb[:], ra[:]) < 0) {
+		t.Fatal("the lower-ranked signer did not win")
+	}
+	// Two states of one signer: the lower hash wins.
+	a2 := alice.next(t, g2, []string{"alice", "bob", "carol", "erin"}, g2.st.Admins)
+	if preferred(g2, a, a2) != (bytes.Compare(a2.hash[:], a.hash[:]) < 0) {
+		t.Fatal("the lower hash did not win between two states of one signer")
 	}
 	// Alice removes bob while bob adds erin: the removal wins whatever
 	// the hashes (bob cannot undo his removal by racing it).
@@ -216,6 +226,35 @@ func TestGroupConcurrentChangesResolveDeterministically(t *testing.T) {
 		if !preferred(g2, add, rm) || preferred(g2, rm, add) {
 			t.Fatal("a racing state undid the removal of its signer")
 		}
+	}
+}
+
+// TestGroupConcurrentRemovalCannotBeGround: alice takes bob's admin
+// role away, and bob, having seen it, signs a competing state that takes
+// alice's away. Which one wins must not depend on anything bob can
+// choose: he tries state after state (their times differ, so their
+// hashes do) and the outcome stays the same.
+func TestGroupConcurrentRemovalCannotBeGround(t *testing.T) {
+	alice, bob := newStateSigner(t, "alice"), newStateSigner(t, "bob")
+	g1 := genesis(t, alice, "bob", "carol")
+	g2 := alice.next(t, g1, g1.st.Members, []string{"alice", "bob"})
+	rm := alice.next(t, g2, []string{"alice", "carol"}, []string{"alice"})
+	want := preferred(g2, rm, bob.next(t, g2, g2.st.Members, []string{"bob"}))
+	var lower, higher bool
+	for ms := int64(1); ms < 200 && !(lower && higher); ms++ {
+		counter := bob.sign(t, &wire.GroupState{GroupId: g2.id[:], Name: "Book club", Members: g2.st.Members, Admins: []string{"bob"},
+			Epoch: 3, Previous: g2.hash[:], ChangedMs: ms})
+		if bytes.Compare(counter.hash[:], rm.hash[:]) < 0 {
+			lower = true
+		} else {
+			higher = true
+		}
+		if preferred(g2, rm, counter) != want || preferred(g2, counter, rm) == want {
+			t.Fatalf("bob's state at time %d changed the outcome", ms)
+		}
+	}
+	if !lower || !higher {
+		t.Fatal("no competing states with both a lower and a higher hash")
 	}
 }
 
