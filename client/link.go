@@ -168,6 +168,7 @@ type linked struct {
 	list       *identity.SignedDeviceList
 	serverKey  keys.ServerPublic
 	contacts   []linkedContact
+	groups     [][]*groupState // per group, its states oldest first
 	payload    *wire.LinkPayload
 }
 
@@ -238,8 +239,20 @@ func openLinkPayload(eph *ecdh.PrivateKey, secret []byte, signing keys.DeviceSig
 		}
 		l.contacts = append(l.contacts, lc)
 	}
+	if l.groups, err = parseLinkedGroups(p.GetGroups()); err != nil {
+		return nil, bad("%v", err)
+	}
 	for i, m := range p.GetHistory() {
-		if n, err := identity.NormalizeUsername(m.GetPeer()); err != nil || n != m.GetPeer() || n == l.username {
+		if isGroupConv(m.GetPeer()) {
+			// A group's message: the group must come with it, and its
+			// author is an account.
+			if err := linkedGroupConv(l.groups, m.GetPeer()); err != nil {
+				return nil, bad("history entry %d: peer %q: %v", i, m.GetPeer(), err)
+			}
+			if n, err := identity.NormalizeUsername(m.GetFrom()); err != nil || n != m.GetFrom() || m.GetOutgoing() != (n == l.username) {
+				return nil, bad("history entry %d: author %q", i, m.GetFrom())
+			}
+		} else if n, err := identity.NormalizeUsername(m.GetPeer()); err != nil || n != m.GetPeer() || n == l.username {
 			return nil, bad("history entry %d: peer %q", i, m.GetPeer())
 		}
 		if len(m.GetMessageId()) != len(MessageID{}) {
@@ -439,11 +452,18 @@ func (c *Client) storeLinked(ctx context.Context, serverURL, name string, signin
 		if err := importTrust(ctx, tx, l, now); err != nil {
 			return err
 		}
+		if err := storeLinkedGroups(ctx, tx, a.Username, l.groups, now); err != nil {
+			return err
+		}
 		for _, m := range l.payload.GetHistory() {
 			state := 1 // handed over (incoming) or stored (outgoing)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, m.GetPeer(), m.GetOutgoing(), m.GetMessageId(), m.GetDevice(),
-				m.GetSentMs(), m.GetReceivedMs(), m.GetText(), state); err != nil {
+			var author any
+			if isGroupConv(m.GetPeer()) && !m.GetOutgoing() {
+				author = m.GetFrom()
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state, author)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, m.GetPeer(), m.GetOutgoing(), m.GetMessageId(), m.GetDevice(),
+				m.GetSentMs(), m.GetReceivedMs(), m.GetText(), state, author); err != nil {
 				return &localError{err}
 			}
 		}
@@ -603,8 +623,13 @@ func (c *Client) linkPayload(ctx context.Context, a *account, list *identity.Sig
 	if err := c.exportTrust(ctx, p); err != nil {
 		return nil, err
 	}
+	groups, size, err := c.linkGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.Groups = groups
 	if history {
-		if p.History, err = c.linkHistory(ctx, a); err != nil {
+		if p.History, err = c.linkHistory(ctx, a, maxLinkHistory-size, groups); err != nil {
 			return nil, err
 		}
 	}
@@ -613,12 +638,19 @@ func (c *Client) linkPayload(ctx context.Context, a *account, list *identity.Sig
 
 // linkHistory returns the newest conversation entries that fit in
 // maxLinkHistory, oldest first. Queued and failed outgoing messages stay
-// behind: they were never delivered. So do group conversations (a
-// LinkedMessage names a peer account), deleted messages and disappearing
-// ones (which would outlive their timer on the new device; §12.3).
-func (c *Client) linkHistory(ctx context.Context, a *account) ([]*wire.LinkedMessage, error) {
-	rs, err := c.db.QueryContext(ctx, `SELECT peer, outgoing, message_id, device, sent_ms, received_ms, body FROM history
-		WHERE (outgoing = 0 OR state = ?) AND peer NOT LIKE '#%' AND deleted = 0 AND expires_ms = 0 ORDER BY seq DESC`, stateStored)
+// behind: they were never delivered. So do deleted messages and
+// disappearing ones (which would outlive their timer on the new device;
+// §12.3), and the messages of groups the payload does not carry (all of
+// them are, unless their states outgrew maxLinkGroups).
+func (c *Client) linkHistory(ctx context.Context, a *account, budget int, groups []*wire.LinkedGroup) ([]*wire.LinkedMessage, error) {
+	carried := map[string]bool{}
+	for _, g := range groups {
+		if s, err := parseGroupState(g.GetStates()[0]); err == nil {
+			carried[groupConv(s.id[:])] = true
+		}
+	}
+	rs, err := c.db.QueryContext(ctx, `SELECT peer, outgoing, message_id, device, sent_ms, received_ms, body, author FROM history
+		WHERE (outgoing = 0 OR state = ?) AND deleted = 0 AND expires_ms = 0 ORDER BY seq DESC`, stateStored)
 	if err != nil {
 		return nil, &localError{err}
 	}
@@ -627,15 +659,22 @@ func (c *Client) linkHistory(ctx context.Context, a *account) ([]*wire.LinkedMes
 	size := 0
 	for rs.Next() {
 		m := &wire.LinkedMessage{}
-		if err := rs.Scan(&m.Peer, &m.Outgoing, &m.MessageId, &m.Device, &m.SentMs, &m.ReceivedMs, &m.Text); err != nil {
+		var author sql.NullString
+		if err := rs.Scan(&m.Peer, &m.Outgoing, &m.MessageId, &m.Device, &m.SentMs, &m.ReceivedMs, &m.Text, &author); err != nil {
 			return nil, &localError{err}
 		}
+		if isGroupConv(m.Peer) && (!carried[m.Peer] || !m.Outgoing && !author.Valid) {
+			continue
+		}
 		m.From = m.Peer
-		if m.Outgoing {
+		switch {
+		case m.Outgoing:
 			m.From = a.Username
+		case isGroupConv(m.Peer):
+			m.From = author.String
 		}
 		size += proto.Size(m) + 4
-		if size > maxLinkHistory {
+		if size > budget {
 			break
 		}
 		out = append(out, m)

@@ -4554,6 +4554,7 @@ type LinkPayload struct {
 	Contacts      []*LinkedContact       `protobuf:"bytes,7,rep,name=contacts,proto3" json:"contacts,omitempty"`
 	History       []*LinkedMessage       `protobuf:"bytes,8,rep,name=history,proto3" json:"history,omitempty"`
 	DeviceNames   map[uint32]string      `protobuf:"bytes,9,rep,name=device_names,json=deviceNames,proto3" json:"device_names,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Groups        []*LinkedGroup         `protobuf:"bytes,10,rep,name=groups,proto3" json:"groups,omitempty"` // docs/protocol.md §11.8
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4651,6 +4652,59 @@ func (x *LinkPayload) GetDeviceNames() map[uint32]string {
 	return nil
 }
 
+func (x *LinkPayload) GetGroups() []*LinkedGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// A group the account knows: the chain of signed states the approving
+// device holds, oldest first, the last being the head.
+type LinkedGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	States        []*SignedGroupState    `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkedGroup) Reset() {
+	*x = LinkedGroup{}
+	mi := &file_hush_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkedGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkedGroup) ProtoMessage() {}
+
+func (x *LinkedGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkedGroup.ProtoReflect.Descriptor instead.
+func (*LinkedGroup) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *LinkedGroup) GetStates() []*SignedGroupState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
 type LinkedContact struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
@@ -4666,7 +4720,7 @@ type LinkedContact struct {
 
 func (x *LinkedContact) Reset() {
 	*x = LinkedContact{}
-	mi := &file_hush_proto_msgTypes[66]
+	mi := &file_hush_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4678,7 +4732,7 @@ func (x *LinkedContact) String() string {
 func (*LinkedContact) ProtoMessage() {}
 
 func (x *LinkedContact) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[66]
+	mi := &file_hush_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4691,7 +4745,7 @@ func (x *LinkedContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedContact.ProtoReflect.Descriptor instead.
 func (*LinkedContact) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{66}
+	return file_hush_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LinkedContact) GetUsername() string {
@@ -4759,7 +4813,7 @@ type LinkedMessage struct {
 
 func (x *LinkedMessage) Reset() {
 	*x = LinkedMessage{}
-	mi := &file_hush_proto_msgTypes[67]
+	mi := &file_hush_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4771,7 +4825,7 @@ func (x *LinkedMessage) String() string {
 func (*LinkedMessage) ProtoMessage() {}
 
 func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[67]
+	mi := &file_hush_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4784,7 +4838,7 @@ func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedMessage.ProtoReflect.Descriptor instead.
 func (*LinkedMessage) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{67}
+	return file_hush_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LinkedMessage) GetPeer() string {
@@ -4852,7 +4906,7 @@ type Text struct {
 
 func (x *Text) Reset() {
 	*x = Text{}
-	mi := &file_hush_proto_msgTypes[68]
+	mi := &file_hush_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4864,7 +4918,7 @@ func (x *Text) String() string {
 func (*Text) ProtoMessage() {}
 
 func (x *Text) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[68]
+	mi := &file_hush_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4877,7 +4931,7 @@ func (x *Text) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Text.ProtoReflect.Descriptor instead.
 func (*Text) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{68}
+	return file_hush_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Text) GetBody() string {
@@ -5226,7 +5280,7 @@ const file_hush_proto_rawDesc = "" +
 	"\n" +
 	"chunk_size\x18\b \x01(\rR\tchunkSize\"%\n" +
 	"\rDeliveryToken\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\fR\x05token\"\xcd\x03\n" +
+	"\x05token\x18\x01 \x01(\fR\x05token\"\x80\x04\n" +
 	"\vLinkPayload\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12\x1f\n" +
@@ -5239,10 +5293,14 @@ const file_hush_proto_rawDesc = "" +
 	"\x0edelivery_token\x18\x06 \x01(\fR\rdeliveryToken\x127\n" +
 	"\bcontacts\x18\a \x03(\v2\x1b.hush.wire.v1.LinkedContactR\bcontacts\x125\n" +
 	"\ahistory\x18\b \x03(\v2\x1b.hush.wire.v1.LinkedMessageR\ahistory\x12M\n" +
-	"\fdevice_names\x18\t \x03(\v2*.hush.wire.v1.LinkPayload.DeviceNamesEntryR\vdeviceNames\x1a>\n" +
+	"\fdevice_names\x18\t \x03(\v2*.hush.wire.v1.LinkPayload.DeviceNamesEntryR\vdeviceNames\x121\n" +
+	"\x06groups\x18\n" +
+	" \x03(\v2\x19.hush.wire.v1.LinkedGroupR\x06groups\x1a>\n" +
 	"\x10DeviceNamesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
+	"\vLinkedGroup\x126\n" +
+	"\x06states\x18\x01 \x03(\v2\x1e.hush.wire.v1.SignedGroupStateR\x06states\"\xe6\x01\n" +
 	"\rLinkedContact\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1f\n" +
 	"\vaccount_key\x18\x02 \x01(\fR\n" +
@@ -5280,7 +5338,7 @@ func file_hush_proto_rawDescGZIP() []byte {
 }
 
 var file_hush_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_hush_proto_goTypes = []any{
 	(Receipt_Kind)(0),                   // 0: hush.wire.v1.Receipt.Kind
 	(CallHangup_Reason)(0),              // 1: hush.wire.v1.CallHangup.Reason
@@ -5351,11 +5409,12 @@ var file_hush_proto_goTypes = []any{
 	(*Attachment)(nil),                  // 66: hush.wire.v1.Attachment
 	(*DeliveryToken)(nil),               // 67: hush.wire.v1.DeliveryToken
 	(*LinkPayload)(nil),                 // 68: hush.wire.v1.LinkPayload
-	(*LinkedContact)(nil),               // 69: hush.wire.v1.LinkedContact
-	(*LinkedMessage)(nil),               // 70: hush.wire.v1.LinkedMessage
-	(*Text)(nil),                        // 71: hush.wire.v1.Text
-	nil,                                 // 72: hush.wire.v1.DeviceListUpdate.PrekeysEntry
-	nil,                                 // 73: hush.wire.v1.LinkPayload.DeviceNamesEntry
+	(*LinkedGroup)(nil),                 // 69: hush.wire.v1.LinkedGroup
+	(*LinkedContact)(nil),               // 70: hush.wire.v1.LinkedContact
+	(*LinkedMessage)(nil),               // 71: hush.wire.v1.LinkedMessage
+	(*Text)(nil),                        // 72: hush.wire.v1.Text
+	nil,                                 // 73: hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	nil,                                 // 74: hush.wire.v1.LinkPayload.DeviceNamesEntry
 }
 var file_hush_proto_depIdxs = []int32{
 	10, // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
@@ -5392,10 +5451,10 @@ var file_hush_proto_depIdxs = []int32{
 	14, // 31: hush.wire.v1.ServerFrame.blob_grant:type_name -> hush.wire.v1.BlobUploadGrant
 	63, // 32: hush.wire.v1.ServerFrame.turn_credentials:type_name -> hush.wire.v1.TurnCredentials
 	36, // 33: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
-	72, // 34: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	73, // 34: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
 	29, // 35: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
 	36, // 36: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
-	71, // 37: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
+	72, // 37: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
 	64, // 38: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
 	65, // 39: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
 	67, // 40: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
@@ -5425,15 +5484,17 @@ var file_hush_proto_depIdxs = []int32{
 	1,  // 64: hush.wire.v1.CallHangup.reason:type_name -> hush.wire.v1.CallHangup.Reason
 	43, // 65: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
 	2,  // 66: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
-	69, // 67: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
-	70, // 68: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
-	73, // 69: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
-	10, // 70: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	70, // 67: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
+	71, // 68: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
+	74, // 69: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
+	69, // 70: hush.wire.v1.LinkPayload.groups:type_name -> hush.wire.v1.LinkedGroup
+	53, // 71: hush.wire.v1.LinkedGroup.states:type_name -> hush.wire.v1.SignedGroupState
+	10, // 72: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
+	73, // [73:73] is the sub-list for method output_type
+	73, // [73:73] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_hush_proto_init() }
@@ -5501,7 +5562,7 @@ func file_hush_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hush_proto_rawDesc), len(file_hush_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   71,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
