@@ -278,6 +278,7 @@ func (c *cmd) groupSend(ctx context.Context, args []string) error {
 	if *file != "" {
 		ctx, cancel := context.WithTimeout(ctx, fileTimeout)
 		defer cancel()
+		limitFileMemory()
 		bar, done := c.progressBar("uploading")
 		_, err = cl.SendFile(ctx, conv, *file, text, bar)
 		done()
