@@ -641,14 +641,18 @@ func applyDelete(ctx context.Context, tx *sql.Tx, a *account, o origin, d *wire.
 	return []Event{&DeleteEvent{Meta: o.meta(a.Username, now), Target: ref.ID}}, nil, nil
 }
 
-// eraseMessage makes history row seq a tombstone: text, attachment, quote
-// and reactions gone.
+// eraseMessage makes history row seq a tombstone: text, attachment, quote,
+// reactions and events about it not yet handed over gone.
 func eraseMessage(ctx context.Context, tx *sql.Tx, conv string, id MessageID, seq int64) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE history SET body = '', attachment = NULL, reply_to = NULL, reply_author = NULL, deleted = 1
 		WHERE seq = ?`, seq); err != nil {
 		return &localError{err}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ?`, conv, id[:]); err != nil {
+		return &localError{err}
+	}
+	// An edit kept from before a crash would still hold a text.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM pending_events WHERE peer = ? AND target = ?`, conv, id[:]); err != nil {
 		return &localError{err}
 	}
 	return nil
@@ -823,7 +827,8 @@ func (q *receiptQueue) queue(ctx context.Context, tx *sql.Tx, now time.Time) (in
 }
 
 // sweepExpired erases every disappearing message whose time ran out: the
-// row (text, attachment reference), its reactions and receipts. The
+// row (text, attachment reference), its reactions and receipts, and the
+// events about it not yet handed over. The
 // database runs with secure_delete, so the erased bytes are overwritten,
 // and the write-ahead log is truncated so no old copy of the page stays
 // in it.
@@ -834,6 +839,8 @@ func (c *Client) sweepExpired(ctx context.Context) error {
 		for _, q := range []string{
 			`DELETE FROM reactions WHERE (peer, message_id) IN (SELECT peer, message_id FROM history WHERE expires_ms > 0 AND expires_ms <= ?)`,
 			`DELETE FROM receipts WHERE (peer, message_id) IN (SELECT peer, message_id FROM history WHERE expires_ms > 0 AND expires_ms <= ?)`,
+			// An edit not yet handed over holds the message's new text.
+			`DELETE FROM pending_events WHERE (peer, target) IN (SELECT peer, message_id FROM history WHERE expires_ms > 0 AND expires_ms <= ?)`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, now); err != nil {
 				return &localError{err}

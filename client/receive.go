@@ -228,7 +228,7 @@ func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error)
 		return 0, err
 	}
 	rs, err := c.db.QueryContext(ctx, `SELECT seq, peer, outgoing, message_id, device, sent_ms, received_ms, body,
-		author, attachment, reply_to, reply_author, expires_ms FROM history
+		author, attachment, reply_to, reply_author, expires_ms, deleted FROM history
 		WHERE outgoing = 0 AND state = 0 OR unshown = 1 ORDER BY seq`)
 	if err != nil {
 		return 0, &localError{err}
@@ -244,10 +244,14 @@ func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error)
 		var id, att, reply []byte
 		var peer string
 		var author, replyAuthor sql.NullString
-		var outgoing bool
-		if err := rs.Scan(&seq, &peer, &outgoing, &id, &e.Device, &sent, &recv, &e.Text, &author, &att, &reply, &replyAuthor, &expires); err != nil {
+		var outgoing, deleted bool
+		if err := rs.Scan(&seq, &peer, &outgoing, &id, &e.Device, &sent, &recv, &e.Text, &author, &att, &reply, &replyAuthor, &expires, &deleted); err != nil {
 			rs.Close()
 			return 0, &localError{err}
+		}
+		seqs = append(seqs, seq)
+		if deleted {
+			continue // deleted for everyone meanwhile: the delete follows
 		}
 		e.From, e.Group = peer, convGroup(peer)
 		switch {
@@ -270,7 +274,6 @@ func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error)
 			copy(e.ReplyTo.ID[:], reply)
 		}
 		evs = append(evs, &e)
-		seqs = append(seqs, seq)
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil {
@@ -280,15 +283,24 @@ func (c *Client) redeliver(ctx context.Context, handle func(Event)) (int, error)
 	for i, e := range evs {
 		all[i] = e
 	}
+	// Then the reactions, edits, deletes, receipts and timer changes
+	// (client/pendingevents.go), after the messages they may be about.
+	more, pending, err := c.pendingEvents(ctx)
+	if err != nil {
+		return 0, err
+	}
+	all = append(all, more...)
 	c.nameGroups(ctx, all)
 	for _, e := range all {
 		handle(e)
 	}
-	return len(evs), c.markHandled(ctx, seqs)
+	return len(all), c.markHandled(ctx, seqs, pending)
 }
 
-func (c *Client) markHandled(ctx context.Context, seqs []int64) error {
-	if len(seqs) == 0 {
+// markHandled records that the history rows seqs and the kept events
+// pending were handed to the application.
+func (c *Client) markHandled(ctx context.Context, seqs, pending []int64) error {
+	if len(seqs) == 0 && len(pending) == 0 {
 		return nil
 	}
 	// The application has the messages now; record that even if the
@@ -300,6 +312,11 @@ func (c *Client) markHandled(ctx context.Context, seqs []int64) error {
 			// state 1 is "handed over" for incoming rows and "stored" for
 			// outgoing ones; sync copies are both.
 			if _, err := tx.ExecContext(ctx, `UPDATE history SET state = 1, unshown = 0 WHERE seq = ?`, s); err != nil {
+				return &localError{err}
+			}
+		}
+		for _, id := range pending {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM pending_events WHERE id = ?`, id); err != nil {
 				return &localError{err}
 			}
 		}
@@ -364,7 +381,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 
 	now := c.now()
 	events := make([]Event, 0, len(envs))
-	var newSeqs []int64
+	var newSeqs, pending []int64
 	var queuedReceipts int
 	err := inTx(ctx, c.db, func(tx *sql.Tx) error {
 		events, newSeqs = events[:0], newSeqs[:0]
@@ -505,6 +522,10 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 		if queuedReceipts, err = receipts.queue(ctx, tx, now); err != nil {
 			return err
 		}
+		// Kept until handed over, like the messages' history rows.
+		if pending, err = keepEvents(ctx, tx, events); err != nil {
+			return err
+		}
 		for k, r := range records {
 			if err := saveRecord(ctx, tx, k.user, k.device, r); err != nil {
 				return err
@@ -548,7 +569,7 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 		}
 		handle(ev)
 	}
-	if err := c.markHandled(ctx, newSeqs); err != nil {
+	if err := c.markHandled(ctx, newSeqs, pending); err != nil {
 		return n, err
 	}
 	c.afterDeviceEvents(ctx, cn, events)
