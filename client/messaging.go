@@ -591,7 +591,15 @@ func applyReaction(ctx context.Context, tx *sql.Tx, a *account, o origin, r *wir
 		reactor = a.Username
 	}
 	if r.GetRemove() {
-		_, err = tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`, o.conv, ref.ID[:], reactor)
+		res, err := tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`, o.conv, ref.ID[:], reactor)
+		if err != nil {
+			return nil, nil, &localError{err}
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, nil, &localError{err}
+		} else if n == 0 {
+			return nil, nil, fmt.Errorf("%w: %s has no reaction to message %s to take back", errIgnored, reactor, ref.ID)
+		}
 	} else {
 		// A later reaction replaces an earlier one; one sent earlier
 		// (claimed time) that arrives later does not.
@@ -707,14 +715,21 @@ func applyReceipt(ctx context.Context, tx *sql.Tx, a *account, o origin, r *wire
 		if _, err := tx.ExecContext(ctx, `UPDATE history SET `+set+` WHERE seq = ?`, append(args, seq)...); err != nil {
 			return nil, nil, &localError{err}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO receipts (peer, message_id, reader, kind, at_ms) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT DO NOTHING`, o.conv, ref.ID[:], o.from, int(kind), now.UnixMilli()); err != nil {
+		res, err := tx.ExecContext(ctx, `INSERT INTO receipts (peer, message_id, reader, kind, at_ms) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT DO NOTHING`, o.conv, ref.ID[:], o.from, int(kind), now.UnixMilli())
+		if err != nil {
 			return nil, nil, &localError{err}
 		}
-		hit = append(hit, ref.ID)
+		// Every device of the reader sends its own delivery receipt; the
+		// account received it once, and that is the news.
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, nil, &localError{err}
+		} else if n > 0 {
+			hit = append(hit, ref.ID)
+		}
 	}
 	if len(hit) == 0 {
-		return nil, nil, fmt.Errorf("%w: a receipt for no message of this account", errIgnored)
+		return nil, nil, fmt.Errorf("%w: a receipt for no message of this account, or only for messages its sender had already acknowledged", errIgnored)
 	}
 	return []Event{&ReceiptEvent{Meta: o.meta(a.Username, now), Kind: kind, Targets: hit}}, nil, nil
 }
