@@ -41,6 +41,9 @@ type AttachmentInfo struct {
 	Size        int64  // plaintext bytes
 	SHA256      string // hex, of the ciphertext
 	Path        string // where Download saved it, once it did
+	// SavedSHA256 is the hex SHA-256 of the saved file (the plaintext),
+	// once Download saved it: what sha256sum says of Path.
+	SavedSHA256 string
 	att         *wire.Attachment
 }
 
@@ -234,7 +237,8 @@ func (c *Client) Download(ctx context.Context, att *AttachmentInfo, dir string, 
 	if err != nil {
 		return "", &localError{err}
 	}
-	got, err := io.Copy(out, r)
+	ph := sha256.New()
+	got, err := io.Copy(io.MultiWriter(out, ph), r)
 	if err == nil && got != att.Size {
 		err = fmt.Errorf("%w: file %q has %d bytes, the message said %d", ErrProtocol, att.Name, got, att.Size)
 	}
@@ -245,7 +249,7 @@ func (c *Client) Download(ctx context.Context, att *AttachmentInfo, dir string, 
 		os.Remove(path)
 		return "", err
 	}
-	att.Path = path
+	att.Path, att.SavedSHA256 = path, hex.EncodeToString(ph.Sum(nil))
 	return path, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,7 +149,7 @@ func roundTrip(t *testing.T, size int64) (sendRSS, recvRSS int64) {
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &m); err != nil {
 		t.Fatalf("recv --json printed %q: %v", out, err)
 	}
-	if m.Type != "file" || m.Size != size || m.File == "" {
+	if m.Type != "file" || m.Size != size || m.File == "" || m.SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("recv --json: %+v", m)
 	}
 	f, err := os.Open(m.File)

@@ -3,7 +3,9 @@ package cli_test
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +35,7 @@ func TestCLISendFileAndDownload(t *testing.T) {
 		t.Fatalf("recv --json printed %q: %v", out, err)
 	}
 	if m.Type != "file" || m.From != "alice" || m.Text != "holiday photo" || m.Name != "photo.jpg" ||
-		m.Size != int64(len(data)) || len(m.SHA256) != 64 || m.File != filepath.Join(dir, "photo.jpg") {
+		m.Size != int64(len(data)) || m.SHA256 != fmt.Sprintf("%x", sha256.Sum256(data)) || m.File != filepath.Join(dir, "photo.jpg") {
 		t.Fatalf("recv --json: %+v", m)
 	}
 	got, err := os.ReadFile(m.File)

@@ -204,7 +204,8 @@ type jsonMessage struct {
 	// To is only on sync copies: a message this account sent from another
 	// device (From is then the own username).
 	To string `json:"to,omitempty"`
-	// A file: its saved path (only once downloaded), size and SHA-256.
+	// A file: its name, size and, once saved (recv --download-dir), the
+	// saved path and the SHA-256 of the saved file.
 	File   string `json:"file,omitempty"`
 	Name   string `json:"name,omitempty"`
 	Size   *int64 `json:"size,omitempty"`
@@ -231,7 +232,7 @@ func formatJSON(m *client.MessageEvent) string {
 		To:       m.To,
 	}
 	if a := m.Attachment; a != nil {
-		j.Type, j.File, j.Name, j.Size, j.SHA256 = "file", a.Path, a.Name, &a.Size, a.SHA256
+		j.Type, j.File, j.Name, j.Size, j.SHA256 = "file", a.Path, a.Name, &a.Size, a.SavedSHA256
 	}
 	if m.Group != nil {
 		j.Group, j.GroupName = hex.EncodeToString(m.Group), m.GroupName
