@@ -10,7 +10,7 @@
 //	hush [--server URL] [--home DIR] register USERNAME
 //	hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...   (TEXT "-" reads stdin)
 //	hush [--server URL] [--home DIR] recv [--json] [--wait DURATION] [--download-dir DIR]
-//	hush [--server URL] [--home DIR] chat USERNAME
+//	hush [--server URL] [--home DIR] chat USERNAME|GROUP
 //	hush [--server URL] [--home DIR] whoami
 //	hush [--server URL] [--home DIR] link [--name NAME] [--json]
 //	hush [--server URL] [--home DIR] devices [--json]
@@ -92,9 +92,9 @@ const usageText = `usage:
              [--blob-dir DIR] [--max-file-size N] [--no-rate-limits]
   hush bench [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]   (load test, loopback only)
   hush [--server URL] [--home DIR] register USERNAME
-  hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...     (TEXT "-" reads stdin)
+  hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...     (TEXT "-" reads stdin; prints the message id)
   hush [--server URL] [--home DIR] recv [--json] [--wait DURATION] [--download-dir DIR]
-  hush [--server URL] [--home DIR] chat USERNAME
+  hush [--server URL] [--home DIR] chat USERNAME|GROUP
   hush [--server URL] [--home DIR] whoami
   hush [--server URL] [--home DIR] link [--name NAME] [--json]     (on a new device)
   hush [--server URL] [--home DIR] devices [--json]
@@ -125,7 +125,7 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] delete USERNAME|GROUP MSGID            (your own, for everyone)
   hush [--server URL] [--home DIR] read USERNAME|GROUP                    (send read receipts)
   hush [--server URL] [--home DIR] timer USERNAME|GROUP DURATION|off      (disappearing messages, 5s..4w)
-      (MSGID: the "id" recv --json shows)
+      (MSGID: the id send and reply print, or the "id" recv --json shows)
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
 else ` + DefaultServer + `.

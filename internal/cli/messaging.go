@@ -2,7 +2,7 @@ package cli
 
 // Everyday messaging (docs/protocol.md §12):
 //
-//	hush reply USERNAME|GROUP MSGID TEXT...     (TEXT "-" reads stdin)
+//	hush reply USERNAME|GROUP MSGID TEXT...     (TEXT "-" reads stdin; prints the reply's id)
 //	hush react USERNAME|GROUP MSGID EMOJI       (--remove takes it back)
 //	hush edit USERNAME|GROUP MSGID TEXT...
 //	hush delete USERNAME|GROUP MSGID            (for everyone)
@@ -68,8 +68,7 @@ func (c *cmd) reply(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		_, err = cl.Reply(ctx, conv, id, text)
-		return err
+		return c.printID(cl.Reply(ctx, conv, id, text))
 	})
 }
 

@@ -37,16 +37,17 @@ func TestCLIEverydayMessaging(t *testing.T) {
 	bob := register(t, s, "bob")
 	bob.ok("accept", "alice")
 
-	alice.ok("send", "bob", "hello bob")
+	// send prints the message's id, the one the recipient sees: the
+	// sender needs it to edit or delete the message.
+	id := strings.TrimSpace(alice.ok("send", "bob", "hello bob"))
 	got := only(jsonLines(t, bob.ok("recv", "--json")), "text")
-	if len(got) != 1 {
-		t.Fatalf("bob got %v", got)
+	if len(got) != 1 || got[0]["id"] != id {
+		t.Fatalf("alice's send printed %q; bob got %v", id, got)
 	}
-	id := got[0]["id"].(string)
 
 	// Delivered, then a reaction and a reply.
 	bob.ok("react", "alice", id, "👍")
-	bob.ok("reply", "alice", id, "hi", "alice")
+	replyID := strings.TrimSpace(bob.ok("reply", "alice", id, "hi", "alice"))
 	all := jsonLines(t, alice.ok("recv", "--json"))
 	if r := only(all, "receipt"); len(r) != 1 || r[0]["kind"] != "delivered" || r[0]["target"] != id || r[0]["from"] != "bob" {
 		t.Fatalf("alice's receipts: %v", r)
@@ -54,7 +55,7 @@ func TestCLIEverydayMessaging(t *testing.T) {
 	if r := only(all, "reaction"); len(r) != 1 || r[0]["emoji"] != "👍" || r[0]["target"] != id {
 		t.Fatalf("alice's reactions: %v", r)
 	}
-	if m := only(all, "text"); len(m) != 1 || m[0]["text"] != "hi alice" || m[0]["reply_to"] != id || m[0]["reply_author"] != "alice" {
+	if m := only(all, "text"); len(m) != 1 || m[0]["id"] != replyID || m[0]["text"] != "hi alice" || m[0]["reply_to"] != id || m[0]["reply_author"] != "alice" {
 		t.Fatalf("alice's reply: %v", m)
 	}
 
@@ -108,5 +109,16 @@ func TestCLIEverydayMessaging(t *testing.T) {
 	}
 	if r := alice.run("", "react", "bob", id, "not one emoji"); r.code != 1 {
 		t.Errorf("a sentence as a reaction: exit %d", r.code)
+	}
+	// Taking back a reaction that was never made is an error, not news
+	// for the peer.
+	if r := alice.run("", "react", "bob", replyID, "--remove"); r.code != 1 || !strings.Contains(r.stderr, "no reaction") {
+		t.Errorf("taking back no reaction: exit %d, %q", r.code, r.stderr)
+	}
+	alice.ok("react", "bob", replyID, "🎉")
+	alice.ok("react", "bob", replyID, "--remove")
+	all = jsonLines(t, bob.ok("recv", "--json"))
+	if r := only(all, "reaction"); len(r) != 2 || r[0]["emoji"] != "🎉" || r[1]["removed"] != true {
+		t.Errorf("bob's reactions: %v", r)
 	}
 }

@@ -59,8 +59,17 @@ func (c *cmd) send(ctx context.Context, args []string) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	_, err = cl.Send(ctx, to, text)
-	return err
+	return c.printID(cl.Send(ctx, to, text))
+}
+
+// printID prints the id of a message just sent, alone on stdout: what
+// reply, react, edit and delete take as MSGID.
+func (c *cmd) printID(id client.MessageID, err error) error {
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, id)
+	return nil
 }
 
 // readText reads a message from r, up to one byte past the limit so an
@@ -94,9 +103,9 @@ func (c *cmd) sendFile(ctx context.Context, to, path, caption string) error {
 	defer cancel()
 	limitFileMemory()
 	bar, done := c.progressBar("uploading")
-	_, err = cl.SendFile(ctx, to, path, caption, bar)
+	id, err := cl.SendFile(ctx, to, path, caption, bar)
 	done()
-	return err
+	return c.printID(id, err)
 }
 
 // fileMemoryLimit is the Go heap's soft limit while a file is encrypted,
