@@ -1,9 +1,15 @@
 package cli_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // jsonLines parses recv --json output.
@@ -120,5 +126,75 @@ func TestCLIEverydayMessaging(t *testing.T) {
 	all = jsonLines(t, bob.ok("recv", "--json"))
 	if r := only(all, "reaction"); len(r) != 2 || r[0]["emoji"] != "🎉" || r[1]["removed"] != true {
 		t.Errorf("bob's reactions: %v", r)
+	}
+}
+
+// TestCLIDisappearingMessages: with a 5 s timer, a message each way
+// reaches both devices of both accounts; once its time is up no device
+// shows it again and its text is in no file of any home, the database's
+// write-ahead log included.
+func TestCLIDisappearingMessages(t *testing.T) {
+	s := startServe(t)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	alice.ok("send", "bob", "hi")
+	bob.ok("accept", "alice")
+	alice2, bob2 := newHome(t, s.URL), newHome(t, s.URL)
+	linkCLI(t, alice, alice2, "alice-laptop")
+	linkCLI(t, bob, bob2, "bob-laptop")
+	devices := map[string]*user{"alice": alice, "alice2": alice2, "bob": bob, "bob2": bob2}
+	for _, u := range devices {
+		u.ok("recv")
+	}
+
+	const fromAlice, fromBob = "CANARY-vanishing-alice-5a0e", "CANARY-vanishing-bob-91c4"
+	alice.ok("timer", "bob", "5s")
+	alice.ok("send", "bob", fromAlice)
+	// Every device shows the messages it did not send, each with the
+	// time it erases them.
+	var last time.Time
+	check := func(name string, want ...string) {
+		t.Helper()
+		var seen []string
+		for _, m := range only(jsonLines(t, devices[name].ok("recv", "--json")), "text") {
+			seen = append(seen, m["text"].(string))
+			exp, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["expires"]))
+			if err != nil {
+				t.Fatalf("%s: %v without a valid expiry: %v", name, m, err)
+			}
+			if exp.After(last) {
+				last = exp
+			}
+		}
+		if !slices.Equal(seen, want) {
+			t.Fatalf("%s got %q, want %q", name, seen, want)
+		}
+	}
+	check("bob", fromAlice)
+	bob.ok("send", "alice", fromBob)
+	check("alice", fromBob)
+	check("alice2", fromAlice, fromBob)
+	check("bob2", fromAlice, fromBob)
+	// Bounded: every device erases by the last expiry it printed.
+	time.Sleep(time.Until(last) + 100*time.Millisecond)
+	for name, u := range devices {
+		for _, args := range [][]string{{"recv"}, {"recv", "--json"}} {
+			if out := u.ok(args...); strings.Contains(out, "CANARY-vanishing") {
+				t.Fatalf("%s: hush %v after expiry printed %q", name, args, out)
+			}
+		}
+		files, err := os.ReadDir(u.home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(u.home, f.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte("CANARY-vanishing")) {
+				t.Fatalf("%s: %s still holds the text of an expired message", name, f.Name())
+			}
+		}
 	}
 }
