@@ -74,3 +74,39 @@ func TestChatShowsTypingEditsAndReceipts(t *testing.T) {
 		t.Fatalf("view still shows typing:\n%s", m.View())
 	}
 }
+
+// TestChatShowsTimerAndDeviceNotes: a timer change is shown as a line
+// and in the header, and event lines stay among the messages when the
+// history is shown again.
+func TestChatShowsTimerAndDeviceNotes(t *testing.T) {
+	at := time.Unix(100, 0)
+	m := &chatModel{c: &cmd{}, conv: "bob", title: "bob", hist: []client.Entry{
+		{Author: "bob", Text: "before", Sent: at, Received: at},
+		{Author: "bob", Text: "after", Sent: at.Add(time.Minute), Received: at.Add(time.Minute)},
+	}}
+	m.render()
+	m.Update(incomingMsg{&client.TimerEvent{Meta: client.Meta{From: "bob", Sent: at, Received: at.Add(time.Second)}, Timer: time.Hour}})
+	m.Update(incomingMsg{&client.DeviceEvent{From: "bob", Change: client.DeviceAdded, DeviceID: 2, Name: "Laptop", Received: at.Add(2 * time.Minute)}})
+	m.Update(incomingMsg{&client.TimerEvent{Meta: client.Meta{From: "carol", Received: at}, Timer: time.Minute}})
+	m.render() // as a reload of the history does
+	view := m.View()
+	if !strings.Contains(view, "⏱ 1h") {
+		t.Errorf("header does not show the timer:\n%s", view)
+	}
+	var order []string
+	for _, l := range m.lines {
+		switch {
+		case strings.Contains(l, "before"), strings.Contains(l, "after"):
+			order = append(order, "message")
+		case strings.Contains(l, "bob set disappearing messages to 1h"):
+			order = append(order, "timer")
+		case strings.Contains(l, "bob added a device"):
+			order = append(order, "device")
+		default:
+			t.Errorf("unexpected line %q (carol's timer is another conversation's)", l)
+		}
+	}
+	if want := []string{"message", "timer", "message", "device"}; strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("lines %q, in the order %v; want %v", m.lines, order, want)
+	}
+}

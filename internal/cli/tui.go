@@ -52,9 +52,19 @@ type chatModel struct {
 
 	vp     viewport.Model
 	in     textinput.Model
+	hist   []client.Entry // the conversation, as last loaded
+	notes  []note         // events shown between the messages
+	timer  time.Duration  // the disappearing-message timer (0: off)
 	lines  []string
 	status string
 	width  int
+}
+
+// note is a line about something that is not in the history (a device
+// added, the timer changed), kept among the messages by its time.
+type note struct {
+	at   time.Time
+	line string
 }
 
 var (
@@ -141,11 +151,16 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 					m.typingFrom, m.typingAt = e.From, time.Now()
 				}
 			}
-		case *client.ReactionEvent, *client.EditEvent, *client.DeleteEvent, *client.ReceiptEvent, *client.TimerEvent:
+		case *client.TimerEvent:
+			if eventConv(e.From, e.To, e.Group) == m.conv {
+				m.timer = e.Timer
+				m.addNote(e.Received, formatEvent(e)...)
+			}
+			return m, m.reloadCmd()
+		case *client.ReactionEvent, *client.EditEvent, *client.DeleteEvent, *client.ReceiptEvent:
 			return m, m.reloadCmd()
 		case *client.DeviceEvent:
-			m.lines = append(m.lines, "* "+deviceLine(e))
-			m.refresh()
+			m.addNote(e.Received, "* "+deviceLine(e))
 		case *client.RequestEvent:
 			m.status = fmt.Sprintf("message request from %s; \"hush accept %s\" to read it", e.From, e.From)
 		case *client.DroppedEvent:
@@ -229,18 +244,45 @@ func (m *chatModel) markRead() {
 	m.cl.MarkRead(ctx, m.conv)
 }
 
-// load renders the conversation's history: edits, deletions, reactions
-// and receipts included.
+// load reads the conversation's history (edits, deletions, reactions and
+// receipts included) and its timer, and renders them.
 func (m *chatModel) load() error {
 	hist, err := m.cl.History(m.ctx, m.conv, historyLines)
 	if err != nil {
 		return err
 	}
+	if m.timer, err = m.cl.Timer(m.ctx, m.conv); err != nil {
+		return err
+	}
+	m.hist = hist
+	m.render()
+	return nil
+}
+
+// addNote shows lines among the messages, at time at, and keeps them
+// across reloads of the history.
+func (m *chatModel) addNote(at time.Time, lines ...string) {
+	for _, l := range lines {
+		m.notes = append(m.notes, note{at, l})
+	}
+	m.render()
+	m.refresh()
+}
+
+// render lays out the history with the notes between the messages, by
+// the time this device got each.
+func (m *chatModel) render() {
 	m.lines = m.lines[:0]
-	for _, e := range hist {
+	n := 0
+	for _, e := range m.hist {
+		for ; n < len(m.notes) && m.notes[n].at.Before(e.Received); n++ {
+			m.lines = append(m.lines, m.notes[n].line)
+		}
 		m.lines = append(m.lines, entryLine(e))
 	}
-	return nil
+	for _, nt := range m.notes[n:] {
+		m.lines = append(m.lines, nt.line)
+	}
 }
 
 // entryLine renders a history entry: "[…] alice: text (edited) [👍 bob] ✓✓".
@@ -321,6 +363,10 @@ func (m *chatModel) View() string {
 	if m.typingFrom != "" && time.Since(m.typingAt) < typingShown {
 		status = m.typingFrom + " is typing…"
 	}
-	header := headerStyle.Render(fmt.Sprintf("hush: %s ↔ %s", m.me, sanitize(m.title))) + statusStyle.Render("   Enter sends · PgUp/PgDn scroll · Esc quits")
+	header := headerStyle.Render(fmt.Sprintf("hush: %s ↔ %s", m.me, sanitize(m.title)))
+	if m.timer > 0 {
+		header += " ⏱ " + timerText(m.timer)
+	}
+	header += statusStyle.Render("   Enter sends · PgUp/PgDn scroll · Esc quits")
 	return header + "\n" + m.vp.View() + "\n" + statusStyle.Render(status) + "\n" + m.in.View()
 }
