@@ -115,7 +115,14 @@ func (c *Client) flush(ctx context.Context) *FlushReport {
 		rep.Err, rep.Pending = err, len(rows)
 		return rep
 	}
+	// A group message's copies at the head of the outbox go out together
+	// (client/groupsend.go); what they leave is sent one by one below.
+	stored := c.deliverGroupRun(ctx, cn, a, rows)
 	for i, row := range rows {
+		if stored[row.id] {
+			rep.Sent = append(rep.Sent, row.id)
+			continue
+		}
 		err := c.deliver(ctx, cn, a, row)
 		if err == nil {
 			rep.Sent = append(rep.Sent, row.id)
@@ -234,70 +241,7 @@ func (c *Client) prepareCopies(ctx context.Context, cn *conn, a *account, row ou
 			return nil, err
 		}
 	}
-	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
-		// Copies for devices no longer listed are useless now.
-		rs, err := tx.QueryContext(ctx, `SELECT device FROM outbox_copies WHERE message_id = ?`, row.id[:])
-		if err != nil {
-			return &localError{err}
-		}
-		var stale []uint32
-		for rs.Next() {
-			var d uint32
-			if err := rs.Scan(&d); err != nil {
-				rs.Close()
-				return &localError{err}
-			}
-			if _, ok := list.List.Find(d); !ok {
-				stale = append(stale, d)
-			}
-		}
-		rs.Close()
-		for _, d := range stale {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox_copies WHERE message_id = ? AND device = ?`, row.id[:], d); err != nil {
-				return &localError{err}
-			}
-		}
-		for _, d := range list.List.Devices {
-			// Another process sharing this home may have made it meanwhile.
-			var exists int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox_copies WHERE message_id = ? AND device = ?`, row.id[:], d.ID).Scan(&exists); err != nil {
-				return &localError{err}
-			}
-			if exists > 0 {
-				continue
-			}
-			rec, err := loadRecord(ctx, tx, row.to, d.ID)
-			if err != nil {
-				return err
-			}
-			if !sessionMatches(rec, d) {
-				b := bundles[d.ID]
-				if b == nil {
-					return fmt.Errorf("%w: no session with %s/%d", errRetryLater, row.to, d.ID)
-				}
-				// A device whose identity changed starts over.
-				rec.ArchiveCurrent()
-				if err := rec.Initiate(a.Username, a.Identity, b); err != nil {
-					return fmt.Errorf("%w: %s/%d: %v", ErrBadBundle, row.to, d.ID, err)
-				}
-			}
-			ct, err := rec.Encrypt(row.content)
-			if err != nil {
-				return err
-			}
-			if len(ct) > MaxCopySize {
-				return &TooLargeError{Size: len(ct)}
-			}
-			if err := saveRecord(ctx, tx, row.to, d.ID, rec); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox_copies (message_id, device, content) VALUES (?, ?, ?)`,
-				row.id[:], d.ID, ct); err != nil {
-				return &localError{err}
-			}
-		}
-		return nil
-	})
+	err = inTx(ctx, c.db, func(tx *sql.Tx) error { return c.encryptCopies(ctx, tx, a, row, list, bundles) })
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +258,75 @@ func (c *Client) prepareCopies(ctx context.Context, cn *conn, a *account, row ou
 		out = append(out, &wire.Copy{DeviceId: d.ID, Content: ct})
 	}
 	return out, nil
+}
+
+// encryptCopies encrypts, in tx, the copies of row that are missing for
+// the devices of list, saving each ratchet state with its copy; copies
+// for devices no longer listed are dropped. bundles holds the prekey
+// bundles of devices without a matching session.
+func (c *Client) encryptCopies(ctx context.Context, tx *sql.Tx, a *account, row outboxRow, list *identity.SignedDeviceList, bundles map[uint32]*identity.Bundle) error {
+	// Copies for devices no longer listed are useless now.
+	rs, err := tx.QueryContext(ctx, `SELECT device FROM outbox_copies WHERE message_id = ?`, row.id[:])
+	if err != nil {
+		return &localError{err}
+	}
+	var stale []uint32
+	for rs.Next() {
+		var d uint32
+		if err := rs.Scan(&d); err != nil {
+			rs.Close()
+			return &localError{err}
+		}
+		if _, ok := list.List.Find(d); !ok {
+			stale = append(stale, d)
+		}
+	}
+	rs.Close()
+	for _, d := range stale {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox_copies WHERE message_id = ? AND device = ?`, row.id[:], d); err != nil {
+			return &localError{err}
+		}
+	}
+	for _, d := range list.List.Devices {
+		// Another process sharing this home may have made it meanwhile.
+		var exists int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox_copies WHERE message_id = ? AND device = ?`, row.id[:], d.ID).Scan(&exists); err != nil {
+			return &localError{err}
+		}
+		if exists > 0 {
+			continue
+		}
+		rec, err := loadRecord(ctx, tx, row.to, d.ID)
+		if err != nil {
+			return err
+		}
+		if !sessionMatches(rec, d) {
+			b := bundles[d.ID]
+			if b == nil {
+				return fmt.Errorf("%w: no session with %s/%d", errRetryLater, row.to, d.ID)
+			}
+			// A device whose identity changed starts over.
+			rec.ArchiveCurrent()
+			if err := rec.Initiate(a.Username, a.Identity, b); err != nil {
+				return fmt.Errorf("%w: %s/%d: %v", ErrBadBundle, row.to, d.ID, err)
+			}
+		}
+		ct, err := rec.Encrypt(row.content)
+		if err != nil {
+			return err
+		}
+		if len(ct) > MaxCopySize {
+			return &TooLargeError{Size: len(ct)}
+		}
+		if err := saveRecord(ctx, tx, row.to, d.ID, rec); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox_copies (message_id, device, content) VALUES (?, ?, ?)`,
+			row.id[:], d.ID, ct); err != nil {
+			return &localError{err}
+		}
+	}
+	return nil
 }
 
 // errRetryLater marks a race with another process sharing the home; the
