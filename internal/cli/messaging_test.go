@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,52 @@ func TestChatShowsTimerAndDeviceNotes(t *testing.T) {
 	}
 	if want := []string{"message", "timer", "message", "device"}; strings.Join(order, " ") != strings.Join(want, " ") {
 		t.Errorf("lines %q, in the order %v; want %v", m.lines, order, want)
+	}
+}
+
+// TestRecvJSONFields pins the keys of every recv --json line this file
+// prints, as README.md's table lists them.
+func TestRecvJSONFields(t *testing.T) {
+	at := time.Unix(0, 0)
+	direct := client.Meta{ID: client.MessageID{1}, From: "bob", Device: 1, Sent: at, Received: at}
+	inGroup := direct
+	inGroup.Group, inGroup.GroupName = []byte{1, 2}, "fam"
+	synced := direct
+	synced.From, synced.To = "alice", "bob"
+	target := client.MessageID{2}
+	common := "device from id received sent type"
+	for _, c := range []struct {
+		line string
+		want string
+	}{
+		{formatJSON(&client.MessageEvent{ID: target, From: "bob", Sent: at, Received: at, Text: "hi"}), common + " text"},
+		{formatJSON(&client.MessageEvent{ID: target, From: "alice", To: "bob", Sent: at, Received: at, Text: "hi", Expires: at,
+			ReplyTo: &client.MessageRef{ID: target, Author: "bob"}}), common + " expires reply_author reply_to text to"},
+		{formatJSON(&client.MessageEvent{ID: target, From: "bob", Sent: at, Received: at, Group: []byte{1}, GroupName: "fam",
+			Attachment: &client.AttachmentInfo{Name: "a.txt", Size: 1}}), common + " group group_name name size text"},
+		{formatJSON(&client.MessageEvent{ID: target, From: "bob", Sent: at, Received: at,
+			Attachment: &client.AttachmentInfo{Name: "a.txt", Size: 1, Path: "/d/a.txt", SavedSHA256: "00"}}), common + " file name sha256 size text"},
+		{formatEventJSON(&client.ReactionEvent{Meta: direct, Target: target, Emoji: "👍"})[0], common + " emoji target"},
+		{formatEventJSON(&client.ReactionEvent{Meta: synced, Target: target, Removed: true})[0], common + " removed target to"},
+		{formatEventJSON(&client.EditEvent{Meta: inGroup, Target: target})[0], common + " group group_name target text"},
+		{formatEventJSON(&client.DeleteEvent{Meta: direct, Target: target})[0], common + " target"},
+		{formatEventJSON(&client.ReceiptEvent{Meta: direct, Kind: client.Delivered, Targets: []client.MessageID{target}})[0], common + " kind target"},
+		{formatEventJSON(&client.TypingEvent{Meta: direct})[0], common + " started"},
+		{formatEventJSON(&client.TimerEvent{Meta: direct})[0], common + " seconds"},
+	} {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(c.line), &m); err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		want := strings.Fields(c.want)
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Errorf("%s\nhas keys %v, want %v", c.line, keys, want)
+		}
 	}
 }
