@@ -280,14 +280,13 @@ func (c *cmd) groupSend(ctx context.Context, args []string) error {
 		defer cancel()
 		limitFileMemory()
 		bar, done := c.progressBar("uploading")
-		_, err = cl.SendFile(ctx, conv, *file, text, bar)
+		id, err := cl.SendFile(ctx, conv, *file, text, bar)
 		done()
-		return err
+		return c.printID(id, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
-	_, err = cl.Send(ctx, conv, text)
-	return err
+	return c.printID(cl.Send(ctx, conv, text))
 }
 
 // jsonGroupEvent is a recv --json line for a group state this device

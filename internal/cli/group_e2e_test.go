@@ -96,9 +96,14 @@ func TestCLIGroups(t *testing.T) {
 	}
 
 	// By name and by id; recv --json names the group.
-	alice.ok("group", "send", "Book club", "first", "meeting")
+	firstID := strings.TrimSpace(alice.ok("group", "send", "Book club", "first", "meeting"))
 	bob.ok("group", "send", id, "see you there")
-	got := groupLines(t, carol.ok("recv", "--json"))
+	carolOut := carol.ok("recv", "--json")
+	// group send prints the message's id, the one members see.
+	if len(firstID) != 32 || !strings.Contains(carolOut, `"id":"`+firstID+`"`) {
+		t.Fatalf("group send printed %q; carol's recv --json: %s", firstID, carolOut)
+	}
+	got := groupLines(t, carolOut)
 	if len(got) != 2 || got[0] != (groupLine{"text", "alice", "first meeting", id, "Book club", ""}) ||
 		got[1] != (groupLine{"text", "bob", "see you there", id, "Book club", ""}) {
 		t.Fatalf("carol's recv --json: %+v", got)
