@@ -5,7 +5,8 @@
 //	hush serve  [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N]
 //	            [--tls-cert F --tls-key F] [--db postgres://…] [--nats nats://…]
 //	            [--nats-prefix P] [--server-key F] [--blob-dir DIR] [--max-file-size N]
-//	            [--no-rate-limits]
+//	            [--no-rate-limits] [--turn-listen IP:PORT|off] [--turn-public-ip IP]
+//	            [--turn-allow-private] [--turn-ttl D] [--turn-secret-file F] [--turn-ports MIN-MAX]
 //	hush bench  [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]
 //	hush [--server URL] [--home DIR] register USERNAME
 //	hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...   (TEXT "-" reads stdin)
@@ -25,6 +26,10 @@
 //	hush [--server URL] [--home DIR] verify USERNAME [NUMBER]
 //	hush [--server URL] [--home DIR] trust USERNAME
 //	hush [--server URL] [--home DIR] identity reset
+//	hush [--server URL] [--home DIR] call USERNAME [--video] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
+//	                                   [--record-dir DIR] [--duration D] [--ring-timeout D] [--json]
+//	hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--audio-in F.ogg] [--video-in F.ivf]
+//	                                   [--record-dir DIR] [--ring-timeout D] [--json]
 //
 // Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
 // 1 error, 2 usage.
@@ -80,6 +85,8 @@ const usageText = `usage:
   hush serve [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N] [--tls-cert F --tls-key F]
              [--db postgres://…] [--nats nats://…] [--nats-prefix P] [--server-key F]
              [--blob-dir DIR] [--max-file-size N] [--no-rate-limits]
+             [--turn-listen 127.0.0.1:3478|off] [--turn-public-ip IP] [--turn-allow-private]
+             [--turn-ttl 10m] [--turn-secret-file F] [--turn-ports MIN-MAX]
   hush bench [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]   (load test, loopback only)
   hush [--server URL] [--home DIR] register USERNAME
   hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...     (TEXT "-" reads stdin)
@@ -101,6 +108,10 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] verify USERNAME [NUMBER]
   hush [--server URL] [--home DIR] trust USERNAME            (accept a changed safety number)
   hush [--server URL] [--home DIR] identity reset            (new account key; primary device only)
+  hush [--server URL] [--home DIR] call USERNAME [--video] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
+                                   [--record-dir DIR] [--duration D] [--ring-timeout D] [--json]
+  hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--audio-in F.ogg] [--video-in F.ivf]
+                                   [--record-dir DIR] [--ring-timeout D] [--json]
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
 else ` + DefaultServer + `.
@@ -236,6 +247,10 @@ func (c *cmd) run(ctx context.Context, args []string) error {
 		return c.restore(ctx, rest)
 	case "bench":
 		return c.bench(ctx, rest)
+	case "call":
+		return c.callCmd(ctx, rest)
+	case "answer":
+		return c.answer(ctx, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	}
