@@ -7,6 +7,7 @@
 //	            [--nats-prefix P] [--server-key F] [--blob-dir DIR] [--max-file-size N]
 //	            [--no-rate-limits] [--turn-listen IP:PORT|off] [--turn-public-ip IP]
 //	            [--turn-allow-private] [--turn-ttl D] [--turn-secret-file F] [--turn-ports MIN-MAX]
+//	            [--turn-device-quota N] [--turn-ip-quota N]
 //	hush bench  [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]
 //	hush [--server URL] [--home DIR] register USERNAME
 //	hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...   (TEXT "-" reads stdin)
@@ -87,6 +88,7 @@ const usageText = `usage:
              [--blob-dir DIR] [--max-file-size N] [--no-rate-limits]
              [--turn-listen 127.0.0.1:3478|off] [--turn-public-ip IP] [--turn-allow-private]
              [--turn-ttl 10m] [--turn-secret-file F] [--turn-ports MIN-MAX]
+             [--turn-device-quota 10] [--turn-ip-quota 64]
   hush bench [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]   (load test, loopback only)
   hush [--server URL] [--home DIR] register USERNAME
   hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...     (TEXT "-" reads stdin)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hush-chat/hush/internal/server"
+	"github.com/hush-chat/hush/internal/turnrelay"
 )
 
 // turnFlags are serve's flags for the built-in TURN relay
@@ -16,6 +17,7 @@ type turnFlags struct {
 	listen, publicIP, secretFile, ports string
 	allowPrivate                        bool
 	ttl                                 time.Duration
+	deviceQuota, ipQuota                int
 }
 
 func (tf *turnFlags) register(fs *flag.FlagSet) {
@@ -25,6 +27,8 @@ func (tf *turnFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&tf.ttl, "turn-ttl", server.DefaultTURNTTL, "lifetime of the TURN credentials given to devices")
 	fs.StringVar(&tf.secretFile, "turn-secret-file", "", "file holding the TURN REST shared secret, to share with other TURN servers (default: derived from the server key)")
 	fs.StringVar(&tf.ports, "turn-ports", "", "relayed UDP port range MIN-MAX, for firewalls (default: any port)")
+	fs.IntVar(&tf.deviceQuota, "turn-device-quota", turnrelay.DefaultMaxAllocsPerSubject, "live TURN allocations per device (0: no cap)")
+	fs.IntVar(&tf.ipQuota, "turn-ip-quota", turnrelay.DefaultMaxAllocsPerIP, "live TURN allocations per client IP address (0: no cap)")
 }
 
 func (tf *turnFlags) config() (server.TURNConfig, error) {
@@ -43,6 +47,10 @@ func (tf *turnFlags) config() (server.TURNConfig, error) {
 	if tf.ttl < time.Minute || tf.ttl > 24*time.Hour {
 		return c, usagef("serve: --turn-ttl must be 1m to 24h")
 	}
+	if tf.deviceQuota < 0 || tf.ipQuota < 0 {
+		return c, usagef("serve: --turn-device-quota and --turn-ip-quota must not be negative")
+	}
+	c.MaxAllocsPerDevice, c.MaxAllocsPerIP = noCap(tf.deviceQuota), noCap(tf.ipQuota)
 	if tf.ports != "" {
 		lo, hi, ok := strings.Cut(tf.ports, "-")
 		min, err1 := strconv.ParseUint(lo, 10, 16)
@@ -53,4 +61,12 @@ func (tf *turnFlags) config() (server.TURNConfig, error) {
 		c.MinPort, c.MaxPort = uint16(min), uint16(max)
 	}
 	return c, nil
+}
+
+// noCap turns a flag's "0: no cap" into the config's negative.
+func noCap(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -26,10 +26,11 @@ func TestTURNFlags(t *testing.T) {
 		t.Fatalf("off: %+v, %v", c, err)
 	}
 	tf, _ = parse("--turn-listen", "0.0.0.0:3478", "--turn-public-ip", "203.0.113.7", "--turn-allow-private",
-		"--turn-ttl", "5m", "--turn-secret-file", "/s", "--turn-ports", "49152-49200")
+		"--turn-ttl", "5m", "--turn-secret-file", "/s", "--turn-ports", "49152-49200",
+		"--turn-device-quota", "0", "--turn-ip-quota", "7")
 	c, err = tf.config()
 	if err != nil || !c.PublicIP.Equal(net.ParseIP("203.0.113.7")) || !c.AllowPrivate || c.TTL != 5*time.Minute ||
-		c.SecretFile != "/s" || c.MinPort != 49152 || c.MaxPort != 49200 {
+		c.SecretFile != "/s" || c.MinPort != 49152 || c.MaxPort != 49200 || c.MaxAllocsPerDevice != -1 || c.MaxAllocsPerIP != 7 {
 		t.Fatalf("all flags: %+v, %v", c, err)
 	}
 	for _, args := range [][]string{
@@ -43,6 +44,7 @@ func TestTURNFlags(t *testing.T) {
 		{"--turn-ports", "6000-5000"},
 		{"--turn-ports", "0-10"},
 		{"--turn-ports", "1-70000"},
+		{"--turn-ip-quota", "-1"},
 	} {
 		tf, err := parse(args...)
 		if err != nil {

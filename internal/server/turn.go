@@ -41,6 +41,9 @@ type TURNConfig struct {
 	SecretFile string
 	// MinPort and MaxPort bound the relayed UDP ports (both or neither).
 	MinPort, MaxPort uint16
+	// MaxAllocsPerDevice and MaxAllocsPerIP cap live allocations (zero:
+	// turnrelay's defaults; negative: no cap).
+	MaxAllocsPerDevice, MaxAllocsPerIP int
 }
 
 // startTURN starts the relay if the configuration asks for one.
@@ -67,9 +70,12 @@ func (s *Server) startTURN() error {
 		Secret:       secret,
 		MinPort:      c.MinPort,
 		MaxPort:      c.MaxPort,
-		Logger:       s.log,
-		Registerer:   s.metrics.reg,
-		Now:          s.now,
+
+		MaxAllocsPerSubject: c.MaxAllocsPerDevice,
+		MaxAllocsPerIP:      c.MaxAllocsPerIP,
+		Logger:              s.log,
+		Registerer:          s.metrics.reg,
+		Now:                 s.now,
 	})
 	if err != nil {
 		return fmt.Errorf("server: TURN relay: %w", err)
