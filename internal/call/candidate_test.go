@@ -20,11 +20,11 @@ func TestCandidateJSONRoundTripAndRejects(t *testing.T) {
 	for _, bad := range []string{
 		``, `null`, `[]`, `{}`, `{"candidate":""}`,
 		`{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host"}`,                         // neither mid nor index
-		`{"candidate":"x","sdpMid":"0"}`,                                                // not a candidate line
-		`{"candidate":"candidate:1\n","sdpMid":"0"}`,                                    // control character
-		`{"candidate":"candidate:1","sdpMid":"0","extra":1}`,                            // unknown field
-		`{"candidate":"candidate:1","sdpMid":"0"} {}`,                                   // trailing data
-		`{"candidate":"candidate:1","sdpMLineIndex":70000}`,                             // out of range
+		`{"candidate":"x","sdpMid":"0"}`,                                                 // not a candidate line
+		`{"candidate":"candidate:1\n","sdpMid":"0"}`,                                     // control character
+		`{"candidate":"candidate:1","sdpMid":"0","extra":1}`,                             // unknown field
+		`{"candidate":"candidate:1","sdpMid":"0"} {}`,                                    // trailing data
+		`{"candidate":"candidate:1","sdpMLineIndex":70000}`,                              // out of range
 		`{"candidate":"candidate:1","sdpMid":"0","candidate":"candidate:2"}` + `garbage`, // trailing garbage
 	} {
 		if _, err := parseCandidate(bad); err == nil {
