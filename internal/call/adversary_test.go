@@ -2,6 +2,7 @@ package call
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -14,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hush-chat/hush/client"
 	"github.com/hush-chat/hush/wire"
 )
 
@@ -93,8 +95,10 @@ func (h *hostile) set(edit func(e *wire.Envelope) *wire.Envelope) {
 }
 
 // hostilePair has alice's device talk to the server through a hostile
-// proxy; the two are contacts, so their signals are sealed.
-func hostilePair(t *testing.T, ring time.Duration, victimIsAlice bool) (h *hostile, alice, bob *device) {
+// proxy (or bob's, if victimIsAlice is false); the two are contacts, so
+// their signals are sealed. aRing and bRing are the devices' ring
+// timeouts.
+func hostilePair(t *testing.T, aRing, bRing time.Duration, victimIsAlice bool) (h *hostile, alice, bob *device) {
 	url := startServer(t)
 	h = newHostile(t, url)
 	aURL, bURL := url, url
@@ -106,13 +110,17 @@ func hostilePair(t *testing.T, ring time.Duration, victimIsAlice bool) (h *hosti
 	a := newClient(t, aURL, "alice")
 	b := newClient(t, bURL, "bob")
 	befriend(t, a, b, "bob")
-	return h, newDevice(t, "alice", a, devOpts{ring: ring}), newDevice(t, "bob", b, devOpts{ring: ring})
+	return h, newDevice(t, "alice", a, devOpts{ring: aRing}), newDevice(t, "bob", b, devOpts{ring: bRing})
 }
 
 func TestCallFailsCleanlyWhenServerFlipsBytes(t *testing.T) {
-	h, alice, bob := hostilePair(t, 5*time.Second, true)
+	// Alice's ring timeout is short, bob's long: his call ends by her
+	// hangup, not by his own timer.
+	h, alice, bob := hostilePair(t, 2*time.Second, guard, true)
 	// Every message to alice arrives with one byte flipped: the sealed
-	// envelope (and the ratchet message inside) no longer authenticates.
+	// envelope no longer opens, so it names no sender. Anyone can send
+	// such junk, so it must not end her call at once; the call fails
+	// when it times out, saying its signalling was corrupted.
 	h.set(func(e *wire.Envelope) *wire.Envelope {
 		c := proto.Clone(e).(*wire.Envelope)
 		c.Content[len(c.Content)/2] ^= 0x40
@@ -123,11 +131,12 @@ func TestCallFailsCleanlyWhenServerFlipsBytes(t *testing.T) {
 	}
 	bob.until(Ringing) // bob's ringing reaches alice flipped
 	a := alice.ended()
-	if a.Reason != ReasonFailed || a.Err == nil || !strings.Contains(a.Err.Error(), "failed to open") {
-		t.Fatalf("caller ended with %s (%v), want a failure naming the bad message", a.Reason, a.Err)
+	if a.Reason != ReasonFailed || a.Err == nil || !strings.Contains(a.Err.Error(), "signalling was corrupted") ||
+		!strings.Contains(a.Err.Error(), "sealed message failed to open") {
+		t.Fatalf("caller ended with %s (%v), want a failure naming the corrupted signalling", a.Reason, a.Err)
 	}
-	if b := bob.ended(); b.Reason != ReasonFailed {
-		t.Fatalf("callee ended with %s (%v), want failed", b.Reason, b.Err)
+	if b := bob.ended(); b.Reason != ReasonFailed || b.Err == nil || !strings.Contains(b.Err.Error(), "failed on the other side") {
+		t.Fatalf("callee ended with %s (%v), want failed by the caller", b.Reason, b.Err)
 	}
 }
 
@@ -148,21 +157,104 @@ func TestCallFailsCleanlyWhenServerFlipsUnsealedBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.until(Ringing)
+	// The envelope names bob: his ringing failed to decrypt, and the call
+	// fails at once, not at the (60 s) timeout.
 	a2 := alice.ended()
-	if a2.Reason != ReasonFailed || a2.Err == nil || !strings.Contains(a2.Err.Error(), "from bob") {
+	if a2.Reason != ReasonFailed || a2.Err == nil || !strings.Contains(a2.Err.Error(), "signalling was corrupted: a message from bob") {
 		t.Fatalf("caller ended with %s (%v)", a2.Reason, a2.Err)
 	}
-	bob.ended()
+	if b := bob.ended(); b.Reason != ReasonFailed {
+		t.Fatalf("callee ended with %s (%v), want failed", b.Reason, b.Err)
+	}
 }
 
 func TestCallFailsAtTimeoutWhenServerDropsSignals(t *testing.T) {
-	h, alice, bob := hostilePair(t, time.Second, false)
+	h, alice, bob := hostilePair(t, time.Second, time.Second, false)
 	h.set(func(*wire.Envelope) *wire.Envelope { return nil }) // nothing reaches bob
 	if _, err := alice.phone.Dial(ctxT(t), "bob", Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if a := alice.ended(); a.Reason != ReasonTimeout {
+	// Nothing failed to decrypt: a plain timeout.
+	if a := alice.ended(); a.Reason != ReasonTimeout || a.Err != nil {
 		t.Fatalf("caller ended with %s (%v), want timeout", a.Reason, a.Err)
 	}
 	bob.quiet()
+}
+
+// junk is what Receive hands over for a sealed envelope that did not
+// open: it names nobody (client/sealed.go).
+func junk() *client.DroppedEvent {
+	return &client.DroppedEvent{Err: errors.New("sealed message refused: junk")}
+}
+
+func TestCallSurvivesUndecryptableMessagesFromOthers(t *testing.T) {
+	_, alice, bob := pair(t, devOpts{})
+	ac, err := alice.phone.Dial(ctxT(t), "bob", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := bob.until(Ringing).Call
+	alice.until(Ringing)
+	// A stranger's junk, an undecryptable message from someone else and
+	// from the account's own other device reach both sides while the call
+	// is set up: none of them is the peer's, so the call goes on.
+	for _, d := range []*device{alice, bob} {
+		d.phone.Handle(junk())
+		d.phone.Handle(&client.DroppedEvent{From: "carol", Device: 1, Err: errors.New("bad MAC")})
+		d.phone.Handle(&client.DroppedEvent{From: d.name, Device: 2, Err: errors.New("bad MAC")})
+	}
+	if err := bc.Answer(Media{}); err != nil {
+		t.Fatal(err)
+	}
+	alice.until(Connected)
+	bob.until(Connected)
+	for _, d := range []*device{alice, bob} {
+		d.phone.Handle(junk())
+	}
+	a, b := hangupBoth(t, ac, alice, bob)
+	if a.Reason != ReasonHangup || b.Reason != ReasonRemoteHangup {
+		t.Fatalf("ended with %s (%v) / %s (%v)", a.Reason, a.Err, b.Reason, b.Err)
+	}
+}
+
+func TestCallFromPeerUndecryptableFailsAtOnce(t *testing.T) {
+	// Ring timeouts far beyond the test: only the drop can end the call.
+	_, alice, bob := pair(t, devOpts{ring: guard})
+	if _, err := alice.phone.Dial(ctxT(t), "bob", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	bob.until(Ringing)
+	alice.until(Ringing)
+	// What Receive hands over for a sealed envelope that opened (its
+	// certificate names bob's device) but whose ratchet message failed.
+	alice.phone.Handle(&client.DroppedEvent{From: "bob", Device: 1, Err: errors.New("ratchet: bad MAC")})
+	a := alice.ended()
+	if a.Reason != ReasonFailed || a.Err == nil || !strings.Contains(a.Err.Error(), "a message from bob (device 1) failed to decrypt") {
+		t.Fatalf("caller ended with %s (%v)", a.Reason, a.Err)
+	}
+	if b := bob.ended(); b.Reason != ReasonFailed {
+		t.Fatalf("callee ended with %s (%v), want failed", b.Reason, b.Err)
+	}
+}
+
+func TestCallTimingOutAfterJunkSaysSignallingCorrupted(t *testing.T) {
+	url := startServer(t)
+	a := newClient(t, url, "alice")
+	b := newClient(t, url, "bob")
+	befriend(t, a, b, "bob")
+	alice := newDevice(t, "alice", a, devOpts{ring: guard})
+	bob := newDevice(t, "bob", b, devOpts{ring: time.Second})
+	if _, err := alice.phone.Dial(ctxT(t), "bob", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	bob.until(Ringing)
+	bob.phone.Handle(junk()) // perhaps the sibling's "answered elsewhere"
+	e := bob.ended()
+	if e.Reason != ReasonFailed || e.Err == nil || !strings.Contains(e.Err.Error(), "no answer within 1s, and the call's signalling was corrupted meanwhile: a sealed message failed to open") {
+		t.Fatalf("callee ended with %s (%v)", e.Reason, e.Err)
+	}
+	// The callee's failure reaches the caller.
+	if e := alice.ended(); e.Reason != ReasonFailed {
+		t.Fatalf("caller ended with %s (%v)", e.Reason, e.Err)
+	}
 }

@@ -22,7 +22,9 @@
 //     TIMEOUT. No media connection within the same time after the answer,
 //     a signal that could not be sent, an undecryptable message from the
 //     peer or a malformed signal: the call fails, and the peer is told
-//     (hangup FAILED) when possible.
+//     (hangup FAILED) when possible. A message that failed to decrypt
+//     and names nobody (a sealed envelope that did not open) does not end
+//     a call, but a call that then times out fails as corrupted.
 //   - Relay-only calls (ICETransportPolicyRelay) hide both sides'
 //     addresses: asked for by either side, and forced for calls with
 //     someone who is not a contact.
@@ -279,31 +281,44 @@ func (p *Phone) isContact(ctx context.Context, user string) (bool, error) {
 }
 
 // Handle takes what client.Receive hands over: call signals drive the
-// calls, and a message from a peer in a call that failed to decrypt fails
-// that call (it may have been a call signal), as does, while a call is
-// being set up, a sealed message that failed to open (it names nobody). Everything else is ignored.
-// Handle does not wait for the network.
+// calls, and messages that failed to decrypt are weighed by dropped.
+// Everything else is ignored. Handle does not wait for the network.
 func (p *Phone) Handle(e client.Event) {
 	switch e := e.(type) {
 	case *client.CallEvent:
 		p.handleSignal(e)
 	case *client.DroppedEvent:
-		// A sealed message that did not open names nobody: it fails a
-		// call still being set up, whose signals it may have carried.
-		p.mu.Lock()
-		var hit []*Call
-		for _, c := range p.calls {
-			if c.peer == e.From || e.From == "" && c.state != Connected {
-				hit = append(hit, c)
-			}
-		}
-		p.mu.Unlock()
-		err := fmt.Errorf("a message from %s (device %d) failed to decrypt: %v", e.From, e.Device, e.Err)
-		if e.From == "" {
-			err = fmt.Errorf("a sealed message failed to open: %v", e.Err)
-		}
-		for _, c := range hit {
+		p.dropped(e)
+	}
+}
+
+// dropped weighs a message that failed to decrypt. One whose sender is
+// known to be a call's peer (an authenticated envelope, or a sealed one
+// that opened but whose ratchet message did not decrypt) may have been one
+// of the call's signals: that call fails at once. One that names nobody (a
+// sealed envelope that did not open: anyone may send those) or comes from
+// this account's other devices must not end a call, or a stranger's junk
+// would end anyone's; it is remembered instead, so that a call timing out
+// afterwards ends as failed with corrupted signalling, not as a bare
+// timeout.
+func (p *Phone) dropped(e *client.DroppedEvent) {
+	p.mu.Lock()
+	var live []*Call
+	for _, c := range p.calls {
+		live = append(live, c)
+	}
+	p.mu.Unlock()
+	for _, c := range live {
+		switch {
+		case e.From == c.peer:
+			err := fmt.Errorf("the call's signalling was corrupted: a message from %s (device %d) failed to decrypt: %v", e.From, e.Device, e.Err)
 			c.post(func() { c.fail(err) })
+		case e.From == "":
+			err := fmt.Errorf("a sealed message failed to open: %v", e.Err)
+			c.post(func() { c.suspect(err) })
+		case e.From == p.cfg.Self:
+			err := fmt.Errorf("a message from this account's device %d failed to decrypt: %v", e.Device, e.Err)
+			c.post(func() { c.suspect(err) })
 		}
 	}
 }
@@ -401,6 +416,7 @@ type Call struct {
 	out        chan outgoing
 	outDone    chan struct{}
 	stopMedia  context.CancelFunc
+	corrupt    error // the first message that failed to decrypt and may have been this call's
 
 	stats struct {
 		audioSent, videoSent, audioReceived, videoReceived atomic.Int64
@@ -611,6 +627,10 @@ func (c *Call) startTimer(d time.Duration, f func()) {
 func (c *Call) dial() {
 	c.startTimer(c.p.cfg.RingTimeout, func() {
 		if s := c.getState(); s == Calling || s == Ringing {
+			if c.corrupt != nil {
+				c.fail(c.corrupted("no answer"))
+				return
+			}
 			c.end(ReasonTimeout, nil, c.toPeer(hangup(c.id, wire.CallHangup_TIMEOUT, 0)))
 		}
 	})
@@ -635,6 +655,10 @@ func (c *Call) dial() {
 func (c *Call) ring() {
 	c.startTimer(c.p.cfg.RingTimeout, func() {
 		if c.getState() == Ringing {
+			if c.corrupt != nil {
+				c.fail(c.corrupted("no answer"))
+				return
+			}
 			c.end(ReasonTimeout, nil)
 		}
 	})
@@ -715,6 +739,10 @@ func (c *Call) connecting() {
 	c.p.emit(Event{Call: c, State: Connecting})
 	c.startTimer(c.p.cfg.RingTimeout, func() {
 		if c.getState() == Connecting {
+			if c.corrupt != nil {
+				c.fail(c.corrupted("no media connection"))
+				return
+			}
 			c.fail(fmt.Errorf("no media connection within %v of the answer", c.p.cfg.RingTimeout))
 		}
 	})
@@ -849,6 +877,20 @@ func (c *Call) addPending(device uint32) {
 		}
 	}
 	delete(c.pending, device)
+}
+
+// suspect (actor) remembers a message that failed to decrypt and may have
+// been one of the call's signals, though nothing says it was.
+func (c *Call) suspect(err error) {
+	if c.corrupt == nil {
+		c.corrupt = err
+	}
+}
+
+// corrupted (actor) is the error of a call that timed out after a
+// suspect message: its signalling was most likely corrupted.
+func (c *Call) corrupted(what string) error {
+	return fmt.Errorf("%s within %v, and the call's signalling was corrupted meanwhile: %w", what, c.p.cfg.RingTimeout, c.corrupt)
 }
 
 // fail (actor) ends the call as failed and tells the peer.
