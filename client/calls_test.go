@@ -3,11 +3,15 @@ package client
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hush-chat/hush/internal/keys"
+	"github.com/hush-chat/hush/internal/sealed"
 	"github.com/hush-chat/hush/wire"
 )
 
@@ -127,6 +131,74 @@ func TestCallFromBlockedNeverRingsAndSessionStaysInStep(t *testing.T) {
 	}
 	mustSend(t, alice, "bob", "after the call")
 	want(t, "bob", events(t, bob), "alice: after the call")
+}
+
+// TestUndecryptableCallSignalNamesItsSenderOnlyIfTheSealOpened pins what
+// the call engine relies on to fail only the right call
+// (internal/call.Phone.Handle): a sealed envelope that opens but whose
+// ratchet message fails is dropped naming the certified sender; one that
+// does not open names nobody.
+func TestUndecryptableCallSignalNamesItsSenderOnlyIfTheSealOpened(t *testing.T) {
+	srv := startServer(t)
+	m := newMITM(t, srv.URL)
+	alice := newUser(t, m.URL, "alice")
+	bob := newUser(t, m.URL, "bob")
+	sealedPair(t, alice, bob)
+	aa, _ := alice.account()
+	ba, _ := bob.account()
+	keyFile, err := os.ReadFile(filepath.Join(srv.dir, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverKey, err := keys.ParseServerPrivate(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A server holding its signing key can certify alice's real device
+	// and seal junk as hers: the seal opens, the ratchet refuses.
+	cert, err := sealed.IssueCertificate(serverKey, "alice", aa.DeviceID, aa.Identity.Public(), aa.Signing.Public(), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resealed, err := sealed.Seal(ba.Identity.Public(), cert, bytes.Repeat([]byte{0x42}, 300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		edit   func(e *wire.Envelope)
+		from   string
+		device uint32
+	}{
+		{"resealed junk", func(e *wire.Envelope) { e.Content = resealed }, "alice", aa.DeviceID},
+		{"flipped seal", func(e *wire.Envelope) { e.Content[len(e.Content)/2] ^= 1 }, "", 0},
+	} {
+		m.set(func(f *wire.ServerFrame) [][]byte {
+			if e := f.GetEnvelope(); e != nil && e.GetSealed() {
+				tc.edit(e)
+			}
+			return raw(f)
+		})
+		if err := alice.SendCall(ctxT(t), "bob", offer(6)); err != nil {
+			t.Fatal(err)
+		}
+		got, other := calls(t, bob)
+		if len(got) != 0 || len(other) != 1 {
+			t.Fatalf("%s: got %v %v, want one drop", tc.name, got, other)
+		}
+		d, ok := other[0].(*DroppedEvent)
+		if !ok || d.From != tc.from || d.Device != tc.device || d.Err == nil {
+			t.Fatalf("%s: got %#v, want a drop naming %q/%d", tc.name, other[0], tc.from, tc.device)
+		}
+		m.set(nil)
+	}
+	// Neither moved bob's session: alice's next signal rings.
+	if err := alice.SendCall(ctxT(t), "bob", offer(7)); err != nil {
+		t.Fatal(err)
+	}
+	if got, other := calls(t, bob); len(got) != 1 || len(other) != 0 || got[0].From != "alice" {
+		t.Fatalf("after the drops bob got %v %v", got, other)
+	}
 }
 
 func TestStaleCallSignalIgnored(t *testing.T) {
