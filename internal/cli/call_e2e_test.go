@@ -71,14 +71,16 @@ func (u *user) background(args ...string) func() result {
 	}
 }
 
-func hashes(t *testing.T, path string) [][32]byte {
+// payloads returns the frames of an IVF file or the Opus packets of an
+// Ogg file.
+func payloads(t *testing.T, path string) [][]byte {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out [][32]byte
+	var out [][]byte
 	if strings.HasSuffix(path, ".ivf") {
 		r, _, err := ivfreader.NewWith(f)
 		if err != nil {
@@ -91,7 +93,7 @@ func hashes(t *testing.T, path string) [][32]byte {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, sha256.Sum256(p))
+			out = append(out, p)
 		}
 	}
 	r, _, err := oggreader.NewWith(f)
@@ -106,9 +108,18 @@ func hashes(t *testing.T, path string) [][32]byte {
 			t.Fatal(err)
 		}
 		if _, ok := h.HeaderType(p); !ok && len(p) > 0 {
-			out = append(out, sha256.Sum256(p))
+			out = append(out, p)
 		}
 	}
+}
+
+func hashes(t *testing.T, path string) [][32]byte {
+	t.Helper()
+	var out [][32]byte
+	for _, p := range payloads(t, path) {
+		out = append(out, sha256.Sum256(p))
+	}
+	return out
 }
 
 func sameMedia(t *testing.T, recorded, sent string) {
