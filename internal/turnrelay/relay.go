@@ -31,6 +31,12 @@ const (
 	pendingAllocTimeout        = 10 * time.Second
 	maxInboundMTU              = 1600 // pion's default; bigger datagrams are dropped
 	listenRetries              = 20   // finding a port free on both UDP and TCP
+
+	// Socket buffers, asked for (the kernel caps them at rmem_max and
+	// wmem_max): all clients share the one listening socket, and a burst
+	// while the relay is not scheduled must not overflow it.
+	listenerBuffer = 4 << 20
+	relayBuffer    = 512 << 10
 )
 
 // Config configures a Relay.
@@ -211,6 +217,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 		port := tcp.Addr().(*net.TCPAddr).Port
 		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err == nil {
+			setBuffers(udp, listenerBuffer)
 			return udp, tcp, nil
 		}
 		tcp.Close()
@@ -237,6 +244,15 @@ func (r *Relay) Allocations() int { return r.srv.AllocationCount() }
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() { r.closeErr = r.srv.Close() })
 	return r.closeErr
+}
+
+// setBuffers asks for bigger socket buffers; the kernel's defaults only
+// cost loss, so a refusal is not an error.
+func setBuffers(c net.PacketConn, n int) {
+	if u, ok := c.(*net.UDPConn); ok {
+		_ = u.SetReadBuffer(n)
+		_ = u.SetWriteBuffer(n)
+	}
 }
 
 func pick(v, def int) int {
@@ -322,6 +338,7 @@ func (g *countingGenerator) AllocatePacketConn(network string, port int) (net.Pa
 	if err != nil {
 		return nil, nil, err
 	}
+	setBuffers(c, relayBuffer)
 	return &countingConn{PacketConn: c, m: g.m}, a, nil
 }
 
