@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -334,4 +335,44 @@ func callKind(cl *call.Call) string {
 		return ""
 	}
 	return " (" + strings.Join(k, ", ") + ")"
+}
+
+// missedCall is the line recv and chat show for a call's offer, which
+// they cannot answer: "[2026-11-23 15:04] missed call from bob (video)".
+// Any other call signal shows nothing ("").
+func missedCall(e *client.CallEvent) string {
+	o := e.Signal.GetOffer()
+	if o == nil {
+		return ""
+	}
+	line := fmt.Sprintf("[%s] missed call from %s", e.Sent.Local().Format(textTime), e.From)
+	if o.GetVideo() {
+		line += " (video)"
+	}
+	return line
+}
+
+// jsonMissedCall is recv --json's line for a call's offer.
+type jsonMissedCall struct {
+	Type     string `json:"type"` // "call"
+	From     string `json:"from"`
+	Device   uint32 `json:"device"`
+	Sent     string `json:"sent"`
+	Received string `json:"received"`
+	Video    bool   `json:"video"`
+	CallID   string `json:"call_id"`
+}
+
+// call prints a call's offer as a missed call.
+func (p printer) call(e *client.CallEvent) {
+	line := missedCall(e)
+	if line == "" {
+		return
+	}
+	if p.json {
+		b, _ := json.Marshal(jsonMissedCall{Type: "call", From: e.From, Device: e.Device, Sent: e.Sent.UTC().Format(jsonTime),
+			Received: e.Received.UTC().Format(jsonTime), Video: e.Signal.GetOffer().GetVideo(), CallID: hex.EncodeToString(e.Signal.GetCallId())})
+		line = string(b)
+	}
+	fmt.Fprintln(p.c.stdout, line)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,70 @@ func TestCallE2ERelayOnlyTimeoutAndUsage(t *testing.T) {
 	}
 	if r := alice.run("", "call", "bob", "--audio-in", fixture("a.ivf")); r.code != 1 || !strings.Contains(r.stderr, "not an Ogg") {
 		t.Fatalf("call with a wrong audio file: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestCallE2EMissedCallShownByRecvAndChat(t *testing.T) {
+	s := startServe(t)
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	alice.ok("send", "bob", "hi")
+	bob.ok("recv")
+	bob.ok("accept", "alice")
+	alice.ok("recv")
+
+	// Nobody answers: recv shows the call once its signals arrive.
+	if r := alice.run("", "call", "bob", "--ring-timeout", "1s"); r.code != 1 {
+		t.Fatalf("unanswered call: exit %d %s", r.code, r.stderr)
+	}
+	out := bob.ok("recv")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !regexp.MustCompile(`^\[\d{4}-\d\d-\d\d \d\d:\d\d\] missed call from alice$`).MatchString(lines[0]) {
+		t.Fatalf("recv after a missed call printed %q", out)
+	}
+	r := alice.run("", "call", "bob", "--video", "--json", "--ring-timeout", "1s")
+	id := callEvents(t, r.stdout)["calling"].CallID
+	if r.code != 1 || len(id) != 32 {
+		t.Fatalf("unanswered video call: exit %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	out = bob.ok("recv", "--json")
+	var j map[string]any
+	if strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &j) != nil {
+		t.Fatalf("recv --json after a missed call printed %q", out)
+	}
+	if j["type"] != "call" || j["from"] != "alice" || j["video"] != true || j["call_id"] != id {
+		t.Fatalf("recv --json printed %q, want a video call from alice with id %s", out, id)
+	}
+
+	// chat shows it as it comes.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	chat := bob.command(ctx, "chat", "alice")
+	stdin, err := chat.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chatOut syncBuffer
+	chat.Stdout, chat.Stderr = &chatOut, &chatOut
+	if err := chat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once alice's message is shown, chat is listening.
+	alice.ok("send", "bob", "ready?")
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(chatOut.String(), "alice: ready?"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chat never showed alice's message: %q", chatOut.String())
+		}
+	}
+	alice.run("", "call", "bob", "--ring-timeout", "1s")
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(chatOut.String(), "] missed call from alice"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("chat never showed the missed call: %q", chatOut.String())
+		}
+	}
+	stdin.Close()
+	if err := chat.Wait(); err != nil {
+		t.Fatalf("chat: %v\n%s", err, chatOut.String())
+	}
+	if n := strings.Count(chatOut.String(), "missed call"); n != 1 {
+		t.Fatalf("chat showed %d missed calls for one: %q", n, chatOut.String())
 	}
 }

@@ -148,6 +148,8 @@ func (p printer) event(e client.Event) {
 		fmt.Fprintln(p.c.stdout, line)
 	case *client.RequestEvent:
 		p.request(e) // contacts.go
+	case *client.CallEvent:
+		p.call(e) // call.go
 	case *client.DroppedEvent:
 		if e.From == "" { // a sealed envelope that did not open names nobody
 			p.c.warn(fmt.Errorf("dropped a message: %v", e.Err))
