@@ -647,7 +647,7 @@ func (c *Call) dial() {
 		return
 	}
 	c.send(c.toPeer(&wire.CallSignal{CallId: c.id, Kind: &wire.CallSignal_Offer{Offer: &wire.CallOffer{
-		Sdp: offer.SDP, Video: c.video, RelayOnly: c.relayOnly,
+		Sdp: withoutCandidates(offer.SDP), Video: c.video, RelayOnly: c.relayOnly,
 	}}}))
 }
 
@@ -708,11 +708,11 @@ func (c *Call) answer(m Media) error {
 		c.end(ReasonFailed, err, c.toPeer(hangup(c.id, wire.CallHangup_FAILED, c.p.cfg.Device)))
 		return err
 	}
+	var ans webrtc.SessionDescription
 	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.offer})
 	if err != nil {
 		err = fmt.Errorf("the caller's offer is not a usable session description: %w", err)
 	} else if err = c.addTracks(); err == nil {
-		var ans webrtc.SessionDescription
 		if ans, err = c.pc.CreateAnswer(nil); err == nil {
 			err = c.pc.SetLocalDescription(ans)
 		}
@@ -726,7 +726,7 @@ func (c *Call) answer(m Media) error {
 	}
 	c.remoteSet = true
 	me := c.p.cfg.Device
-	c.send(c.toPeer(&wire.CallSignal{CallId: c.id, Device: me, Kind: &wire.CallSignal_Answer{Answer: &wire.CallAnswer{Sdp: c.pc.LocalDescription().SDP}}}),
+	c.send(c.toPeer(&wire.CallSignal{CallId: c.id, Device: me, Kind: &wire.CallSignal_Answer{Answer: &wire.CallAnswer{Sdp: withoutCandidates(ans.SDP)}}}),
 		outgoing{c.p.cfg.Self, hangup(c.id, wire.CallHangup_ANSWERED_ELSEWHERE, me)})
 	c.addPending(0)
 	c.connecting()
@@ -954,7 +954,7 @@ func (c *Call) newPeerConnection() error {
 			if c.pc != pc {
 				return
 			}
-			js, err := formatCandidate(cand.ToJSON())
+			js, err := formatCandidate(redact(*cand).ToJSON())
 			if err != nil {
 				c.fail(err)
 				return

@@ -71,3 +71,30 @@ func formatCandidate(c webrtc.ICECandidateInit) (string, error) {
 	b, err := json.Marshal(candidateJSON{Candidate: &c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment})
 	return string(b), err
 }
+
+// redact hides what a local candidate says beyond the address it offers.
+// A relay candidate's related address is the local socket the relay is
+// reached from, an address of this device, which relay-only calls exist
+// to hide from the peer; it serves the peer nothing (browsers send
+// 0.0.0.0 too), so it is left out.
+func redact(c webrtc.ICECandidate) webrtc.ICECandidate {
+	if c.Typ == webrtc.ICECandidateTypeRelay {
+		c.RelatedAddress, c.RelatedPort = "", 0
+	}
+	return c
+}
+
+// withoutCandidates removes the candidate lines from a local session
+// description: every local candidate is trickled (redacted) on its own,
+// so the description need not carry any, and must not carry one
+// unredacted.
+func withoutCandidates(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "a=candidate:") && !strings.HasPrefix(l, "a=end-of-candidates") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}
