@@ -9,6 +9,7 @@
 package turnrelay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -369,7 +370,8 @@ func (c *countingConn) WriteTo(p []byte, a net.Addr) (int, error) {
 
 // pionLogs sends pion's log lines to slog at Debug: they are mostly about
 // malformed or unauthenticated packets from the network, which must not
-// flood an operator's log.
+// flood an operator's log. pion logs every relayed packet at Debug, so
+// nothing is formatted unless Debug is on.
 type pionLogs struct{ l *slog.Logger }
 
 func (p pionLogs) NewLogger(scope string) logging.LeveledLogger {
@@ -378,13 +380,25 @@ func (p pionLogs) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLogger struct{ l *slog.Logger }
 
+func (p pionLogger) log(msg string) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(msg)
+	}
+}
+
+func (p pionLogger) logf(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
+
 func (p pionLogger) Trace(string)              {}
 func (p pionLogger) Tracef(string, ...any)     {}
-func (p pionLogger) Debug(msg string)          { p.l.Debug(msg) }
-func (p pionLogger) Debugf(f string, a ...any) { p.l.Debug(fmt.Sprintf(f, a...)) }
-func (p pionLogger) Info(msg string)           { p.l.Debug(msg) }
-func (p pionLogger) Infof(f string, a ...any)  { p.l.Debug(fmt.Sprintf(f, a...)) }
-func (p pionLogger) Warn(msg string)           { p.l.Debug(msg) }
-func (p pionLogger) Warnf(f string, a ...any)  { p.l.Debug(fmt.Sprintf(f, a...)) }
-func (p pionLogger) Error(msg string)          { p.l.Debug(msg) }
-func (p pionLogger) Errorf(f string, a ...any) { p.l.Debug(fmt.Sprintf(f, a...)) }
+func (p pionLogger) Debug(msg string)          { p.log(msg) }
+func (p pionLogger) Debugf(f string, a ...any) { p.logf(f, a...) }
+func (p pionLogger) Info(msg string)           { p.log(msg) }
+func (p pionLogger) Infof(f string, a ...any)  { p.logf(f, a...) }
+func (p pionLogger) Warn(msg string)           { p.log(msg) }
+func (p pionLogger) Warnf(f string, a ...any)  { p.logf(f, a...) }
+func (p pionLogger) Error(msg string)          { p.log(msg) }
+func (p pionLogger) Errorf(f string, a ...any) { p.logf(f, a...) }
