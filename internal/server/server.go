@@ -11,7 +11,9 @@
 // (pushing queued messages, the sweep), bus.go (wake-ups), devcache.go,
 // cluster.go with clustermsg.go and provrelay.go (several nodes sharing
 // one store), expiry.go, metrics.go, log.go, errors.go, limits.go,
-// serverkey.go, blobs.go (encrypted file blobs). Subpackages: pow (proof of work), ratelimit.
+// serverkey.go, blobs.go (encrypted file blobs), turn.go (the built-in
+// TURN relay, internal/turnrelay, and its credentials). Subpackages: pow
+// (proof of work), ratelimit.
 package server
 
 import (
