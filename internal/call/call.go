@@ -971,6 +971,13 @@ func (c *Call) newPeerConnection() error {
 			case webrtc.PeerConnectionStateConnected:
 				c.connected()
 			case webrtc.PeerConnectionStateFailed:
+				if is := pc.ICEConnectionState(); is == webrtc.ICEConnectionStateConnected || is == webrtc.ICEConnectionStateCompleted {
+					// ICE worked, so DTLS failed: pion refuses a peer
+					// certificate whose fingerprint is not the one in the
+					// end-to-end encrypted description.
+					c.fail(errors.New("the media connection failed: the peer's DTLS handshake failed or its certificate is not the one its signed description names"))
+					return
+				}
 				c.fail(errors.New("the media connection failed (no ICE candidate pair worked)"))
 			}
 		})
