@@ -154,6 +154,7 @@ type Phone struct {
 	mu     sync.Mutex
 	calls  map[string]*Call // live calls by call id
 	closed bool
+	busy   sync.WaitGroup // busy replies being sent
 
 	evMu   sync.Mutex
 	evCond *sync.Cond
@@ -193,6 +194,7 @@ func (p *Phone) Close() {
 		c.Hangup()
 		<-c.done
 	}
+	p.busy.Wait()
 	p.evMu.Lock()
 	p.evQ = append(p.evQ, Event{}) // the end marker
 	p.evCond.Signal()
@@ -358,9 +360,16 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 		}
 	}
 	if len(p.calls) > 0 {
+		p.busy.Add(1) // under p.mu, before Close can wait
 		p.mu.Unlock()
 		busy := &wire.CallSignal{CallId: s.GetCallId(), Device: p.cfg.Device, Kind: &wire.CallSignal_Busy{Busy: &wire.CallBusy{}}}
-		go p.cfg.Signal.SendCall(context.Background(), e.From, busy) //nolint:errcheck // best effort: the caller times out otherwise
+		go func() {
+			defer p.busy.Done()
+			// Best effort, bounded: the caller times out otherwise.
+			ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
+			defer cancel()
+			p.cfg.Signal.SendCall(ctx, e.From, busy) //nolint:errcheck
+		}()
 		return
 	}
 	o := s.GetOffer()
