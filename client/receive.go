@@ -30,7 +30,8 @@ const maxBatch = 256
 // Event is something Receive reports: *MessageEvent, *DroppedEvent,
 // *DeviceEvent, *RequestEvent, or one of client/messaging.go's
 // (*ReactionEvent, *EditEvent, *DeleteEvent, *ReceiptEvent, *TypingEvent,
-// *TimerEvent), or a group's (client/groups.go).
+// *TimerEvent), a group's (client/groups.go) or *CallEvent
+// (client/calls.go).
 type Event interface{ isEvent() }
 
 // MessageEvent is a decrypted message, already stored in the history.
@@ -455,6 +456,14 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 				if err := consumePrekeys(ctx, tx, dec.Prekeys); err != nil {
 					return err
 				}
+			}
+			// Call signals: ephemeral, never stored (client/calls.go).
+			if evs, ok, err := c.receiveCall(ctx, tx, a, k, id, e, now, dec.Plaintext); ok {
+				if err != nil {
+					return err
+				}
+				events = append(events, evs...)
+				continue
 			}
 			// Contacts, requests, blocking, delivery tokens (client/contacts.go).
 			if sc, err := c.screenIncoming(ctx, tx, a, k, id, now, dec.Plaintext); err != nil {

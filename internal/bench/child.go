@@ -46,7 +46,7 @@ func StartServer(ctx context.Context, exe string) (*Child, error) {
 		return nil, fmt.Errorf("bench: data directory for the server: %w", err)
 	}
 	c := &Child{dir: dir, exited: make(chan struct{})}
-	c.cmd = exec.Command(exe, "serve", "--listen", "127.0.0.1:0", "--data", dir, "--pow-bits", "0", "--no-rate-limits")
+	c.cmd = exec.Command(exe, "serve", "--listen", "127.0.0.1:0", "--data", dir, "--pow-bits", "0", "--no-rate-limits", "--turn-listen", "off")
 	c.cmd.SysProcAttr = childAttr()
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {

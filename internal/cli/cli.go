@@ -5,7 +5,9 @@
 //	hush serve  [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N]
 //	            [--tls-cert F --tls-key F] [--db postgres://…] [--nats nats://…]
 //	            [--nats-prefix P] [--server-key F] [--blob-dir DIR] [--max-file-size N]
-//	            [--no-rate-limits]
+//	            [--no-rate-limits] [--turn-listen IP:PORT|off] [--turn-public-ip IP]
+//	            [--turn-allow-private] [--turn-ttl D] [--turn-secret-file F] [--turn-ports MIN-MAX]
+//	            [--turn-device-quota N] [--turn-ip-quota N]
 //	hush bench  [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]
 //	hush [--server URL] [--home DIR] register USERNAME
 //	hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...   (TEXT "-" reads stdin)
@@ -35,6 +37,10 @@
 //	hush [--server URL] [--home DIR] delete USERNAME|GROUP MSGID
 //	hush [--server URL] [--home DIR] read USERNAME|GROUP
 //	hush [--server URL] [--home DIR] timer USERNAME|GROUP DURATION|off
+//	hush [--server URL] [--home DIR] call USERNAME [--video] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
+//	                                   [--record-dir DIR] [--duration D] [--ring-timeout D] [--json]
+//	hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--audio-in F.ogg] [--video-in F.ivf]
+//	                                   [--record-dir DIR] [--ring-timeout D] [--json]
 //
 // Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
 // 1 error, 2 usage.
@@ -90,6 +96,9 @@ const usageText = `usage:
   hush serve [--listen 127.0.0.1:8090] [--data ./hush-data] [--pow-bits N] [--tls-cert F --tls-key F]
              [--db postgres://…] [--nats nats://…] [--nats-prefix P] [--server-key F]
              [--blob-dir DIR] [--max-file-size N] [--no-rate-limits]
+             [--turn-listen 127.0.0.1:3478|off] [--turn-public-ip IP] [--turn-allow-private]
+             [--turn-ttl 10m] [--turn-secret-file F] [--turn-ports MIN-MAX]
+             [--turn-device-quota 10] [--turn-ip-quota 64]
   hush bench [--server URL] [--users N] [--rate R] [--duration D] [--peers K] [--json]   (load test, loopback only)
   hush [--server URL] [--home DIR] register USERNAME
   hush [--server URL] [--home DIR] send USERNAME [--file PATH] TEXT...     (TEXT "-" reads stdin; prints the message id)
@@ -126,6 +135,10 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] read USERNAME|GROUP                    (send read receipts)
   hush [--server URL] [--home DIR] timer USERNAME|GROUP DURATION|off      (disappearing messages, 5s..4w)
       (MSGID: the id send and reply print, or the "id" recv --json shows)
+  hush [--server URL] [--home DIR] call USERNAME [--video] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
+                                   [--record-dir DIR] [--duration D] [--ring-timeout D] [--json]
+  hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--audio-in F.ogg] [--video-in F.ivf]
+                                   [--record-dir DIR] [--ring-timeout D] [--json]
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
 else ` + DefaultServer + `.
@@ -275,6 +288,10 @@ func (c *cmd) run(ctx context.Context, args []string) error {
 		return c.read(ctx, rest)
 	case "timer":
 		return c.timer(ctx, rest)
+	case "call":
+		return c.callCmd(ctx, rest)
+	case "answer":
+		return c.answer(ctx, rest)
 	case "help", "-h", "--help":
 		return flag.ErrHelp
 	}

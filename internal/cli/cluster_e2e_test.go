@@ -266,7 +266,7 @@ func startNode(t *testing.T, data string, args ...string) *nodeProc {
 	t.Helper()
 	n := &nodeProc{t: t, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	pr, pw := io.Pipe()
-	n.cmd = exec.Command(hushBin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data, "--pow-bits", "0"}, args...)...)
+	n.cmd = exec.Command(hushBin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data, "--pow-bits", "0", "--turn-listen", "127.0.0.1:0"}, args...)...)
 	n.cmd.Stderr = pw
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

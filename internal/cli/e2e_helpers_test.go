@@ -84,7 +84,10 @@ func startServe(t *testing.T) *serveProc {
 func (s *serveProc) start() {
 	s.t.Helper()
 	pr, pw := io.Pipe()
-	s.cmd = exec.Command(hushBin, "serve", "--listen", s.addr, "--data", s.data, "--pow-bits", "0")
+	// TURN on a port of its own (tests run several servers at once),
+	// allowed to relay to loopback peers for call tests.
+	s.cmd = exec.Command(hushBin, "serve", "--listen", s.addr, "--data", s.data, "--pow-bits", "0",
+		"--turn-listen", "127.0.0.1:0", "--turn-allow-private")
 	s.cmd.Stderr = pw
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)

@@ -294,6 +294,8 @@ func (p printer) event(e client.Event) {
 		}
 	case *client.GroupEvent:
 		p.group(e) // group.go
+	case *client.CallEvent:
+		p.call(e) // call.go
 	case *client.DroppedEvent:
 		if e.From == "" { // a sealed envelope that did not open names nobody
 			p.c.warn(fmt.Errorf("dropped a message: %v", e.Err))

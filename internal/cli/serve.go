@@ -22,6 +22,8 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	fs.StringVar(&bf.serverKey, "server-key", "", "server key file, the same on every node (created if missing); default: server.key in --data")
 	blobDir := fs.String("blob-dir", "", "directory for encrypted file blobs, shared by every node (default: blobs in --data)")
 	maxFile := fs.Int64("max-file-size", server.DefaultMaxFileSize, "largest encrypted file upload in bytes (ciphertext)")
+	var tf turnFlags
+	tf.register(fs)
 	noLimits := fs.Bool("no-rate-limits", false, "turn off every abuse limit (rate limits and the per-address connection cap); for load tests such as hush bench only")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -41,6 +43,10 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	if err := bf.check(); err != nil {
 		return err
 	}
+	turnCfg, err := tf.config()
+	if err != nil {
+		return err
+	}
 	logger := slog.New(slog.NewTextHandler(c.env.Stderr, nil))
 	var limits server.Limits // zero: the production defaults
 	if *noLimits {
@@ -57,6 +63,7 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	cfg.TLSCert, cfg.TLSKey = *cert, *key
 	cfg.Logger, cfg.Limits = logger, limits
 	cfg.BlobDir, cfg.MaxFileSize = *blobDir, *maxFile
+	cfg.TURN = turnCfg
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err

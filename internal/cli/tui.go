@@ -165,6 +165,11 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.status = fmt.Sprintf("message request from %s; \"hush accept %s\" to read it", e.From, e.From)
 		case *client.DroppedEvent:
 			m.status = fmt.Sprintf("dropped a message from %s/%d that failed to decrypt", e.From, e.Device)
+		case *client.CallEvent:
+			if l := missedCall(e); l != "" {
+				m.lines = append(m.lines, l)
+				m.refresh()
+			}
 		}
 		return m, nil
 	case reloadMsg:

@@ -14,6 +14,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -75,6 +76,15 @@ func HKDF(secret, salt []byte, info string, length int) ([]byte, error) {
 // HMAC is HMAC-SHA256.
 func HMAC(key, msg []byte) []byte {
 	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// HMACSHA1 is HMAC-SHA1. Only the TURN REST credential format
+// (docs/protocol.md §13.3) uses it, because coturn and every WebRTC stack
+// fix it there; nothing of Hush's own protocol may.
+func HMACSHA1(key, msg []byte) []byte {
+	m := hmac.New(sha1.New, key)
 	m.Write(msg)
 	return m.Sum(nil)
 }

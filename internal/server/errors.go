@@ -22,6 +22,7 @@ const (
 	codeNotFound        = "not_found"        // GET/PUT /v1/blobs/{id}: no such blob (§9.13)
 	codeAlreadyUploaded = "already_uploaded" // PUT /v1/blobs/{id} a second time
 	codeQuotaExceeded   = "quota_exceeded"   // blob_upload over the account's quota
+	codeNoTURN          = "no_turn"          // turn_credentials on a server without a relay (§13.3)
 	codeInternal        = "internal"
 )
 

@@ -21,16 +21,19 @@ import "time"
 //	DeviceListPostBurst     10
 //	ProvisionsPerHour       30   per client IP (GET /v1/provision)
 //	ProvisionBurst          10
+//	TURNCredentialsPerMinute 10  per account (turn_credentials requests)
+//	TURNCredentialsBurst     10
 //	MaxConnsPerIP           64   concurrent WebSocket connections (provisioning ones included)
 type Limits struct {
-	RegistrationsPerHour, RegistrationBurst     int
-	SendsPerMinute, SendBurst                   int
-	SealedSendsPerMinute, SealedSendBurst       int
-	PrekeyFetchesPerMinute, PrekeyFetchBurst    int
-	AccountLookupsPerMinute, AccountLookupBurst int
-	DeviceListPostsPerHour, DeviceListPostBurst int
-	ProvisionsPerHour, ProvisionBurst           int
-	MaxConnsPerIP                               int
+	RegistrationsPerHour, RegistrationBurst        int
+	SendsPerMinute, SendBurst                      int
+	SealedSendsPerMinute, SealedSendBurst          int
+	PrekeyFetchesPerMinute, PrekeyFetchBurst       int
+	AccountLookupsPerMinute, AccountLookupBurst    int
+	DeviceListPostsPerHour, DeviceListPostBurst    int
+	ProvisionsPerHour, ProvisionBurst              int
+	TURNCredentialsPerMinute, TURNCredentialsBurst int
+	MaxConnsPerIP                                  int
 }
 
 // DefaultLimits returns the production defaults.
@@ -43,6 +46,7 @@ func DefaultLimits() Limits {
 		AccountLookupsPerMinute: 60, AccountLookupBurst: 60,
 		DeviceListPostsPerHour: 20, DeviceListPostBurst: 10,
 		ProvisionsPerHour: 30, ProvisionBurst: 10,
+		TURNCredentialsPerMinute: 10, TURNCredentialsBurst: 10,
 		MaxConnsPerIP: 64,
 	}
 }
@@ -57,6 +61,7 @@ func Unlimited() Limits {
 		AccountLookupsPerMinute: -1, AccountLookupBurst: -1,
 		DeviceListPostsPerHour: -1, DeviceListPostBurst: -1,
 		ProvisionsPerHour: -1, ProvisionBurst: -1,
+		TURNCredentialsPerMinute: -1, TURNCredentialsBurst: -1,
 		MaxConnsPerIP: -1,
 	}
 }
@@ -71,21 +76,23 @@ func (l Limits) withDefaults() Limits {
 		return v
 	}
 	return Limits{
-		RegistrationsPerHour:    pick(l.RegistrationsPerHour, d.RegistrationsPerHour),
-		RegistrationBurst:       pick(l.RegistrationBurst, d.RegistrationBurst),
-		SendsPerMinute:          pick(l.SendsPerMinute, d.SendsPerMinute),
-		SendBurst:               pick(l.SendBurst, d.SendBurst),
-		SealedSendsPerMinute:    pick(l.SealedSendsPerMinute, d.SealedSendsPerMinute),
-		SealedSendBurst:         pick(l.SealedSendBurst, d.SealedSendBurst),
-		PrekeyFetchesPerMinute:  pick(l.PrekeyFetchesPerMinute, d.PrekeyFetchesPerMinute),
-		PrekeyFetchBurst:        pick(l.PrekeyFetchBurst, d.PrekeyFetchBurst),
-		AccountLookupsPerMinute: pick(l.AccountLookupsPerMinute, d.AccountLookupsPerMinute),
-		AccountLookupBurst:      pick(l.AccountLookupBurst, d.AccountLookupBurst),
-		DeviceListPostsPerHour:  pick(l.DeviceListPostsPerHour, d.DeviceListPostsPerHour),
-		DeviceListPostBurst:     pick(l.DeviceListPostBurst, d.DeviceListPostBurst),
-		ProvisionsPerHour:       pick(l.ProvisionsPerHour, d.ProvisionsPerHour),
-		ProvisionBurst:          pick(l.ProvisionBurst, d.ProvisionBurst),
-		MaxConnsPerIP:           pick(l.MaxConnsPerIP, d.MaxConnsPerIP),
+		RegistrationsPerHour:     pick(l.RegistrationsPerHour, d.RegistrationsPerHour),
+		RegistrationBurst:        pick(l.RegistrationBurst, d.RegistrationBurst),
+		SendsPerMinute:           pick(l.SendsPerMinute, d.SendsPerMinute),
+		SendBurst:                pick(l.SendBurst, d.SendBurst),
+		SealedSendsPerMinute:     pick(l.SealedSendsPerMinute, d.SealedSendsPerMinute),
+		SealedSendBurst:          pick(l.SealedSendBurst, d.SealedSendBurst),
+		PrekeyFetchesPerMinute:   pick(l.PrekeyFetchesPerMinute, d.PrekeyFetchesPerMinute),
+		PrekeyFetchBurst:         pick(l.PrekeyFetchBurst, d.PrekeyFetchBurst),
+		AccountLookupsPerMinute:  pick(l.AccountLookupsPerMinute, d.AccountLookupsPerMinute),
+		AccountLookupBurst:       pick(l.AccountLookupBurst, d.AccountLookupBurst),
+		DeviceListPostsPerHour:   pick(l.DeviceListPostsPerHour, d.DeviceListPostsPerHour),
+		DeviceListPostBurst:      pick(l.DeviceListPostBurst, d.DeviceListPostBurst),
+		ProvisionsPerHour:        pick(l.ProvisionsPerHour, d.ProvisionsPerHour),
+		ProvisionBurst:           pick(l.ProvisionBurst, d.ProvisionBurst),
+		TURNCredentialsPerMinute: pick(l.TURNCredentialsPerMinute, d.TURNCredentialsPerMinute),
+		TURNCredentialsBurst:     pick(l.TURNCredentialsBurst, d.TURNCredentialsBurst),
+		MaxConnsPerIP:            pick(l.MaxConnsPerIP, d.MaxConnsPerIP),
 	}
 }
 

@@ -11,7 +11,9 @@
 // (pushing queued messages, the sweep), bus.go (wake-ups), devcache.go,
 // cluster.go with clustermsg.go and provrelay.go (several nodes sharing
 // one store), expiry.go, metrics.go, log.go, errors.go, limits.go,
-// serverkey.go, blobs.go (encrypted file blobs). Subpackages: pow (proof of work), ratelimit.
+// serverkey.go, blobs.go (encrypted file blobs), turn.go (the built-in
+// TURN relay, internal/turnrelay, and its credentials). Subpackages: pow
+// (proof of work), ratelimit.
 package server
 
 import (
@@ -36,6 +38,7 @@ import (
 	"github.com/hush-chat/hush/internal/server/ratelimit"
 	"github.com/hush-chat/hush/internal/store"
 	"github.com/hush-chat/hush/internal/store/sqlite"
+	"github.com/hush-chat/hush/internal/turnrelay"
 )
 
 // Config configures a Server.
@@ -92,6 +95,9 @@ type Config struct {
 	// BlobQuota bounds the bytes one account keeps in live blobs and
 	// unused grants (zero: DefaultBlobQuota; negative: no quota).
 	BlobQuota int64
+
+	// TURN is the built-in TURN relay (turn.go); the zero value runs none.
+	TURN TURNConfig
 }
 
 // Server is a Hush server. Make one with New, run it with Serve or
@@ -127,9 +133,15 @@ type Server struct {
 	// lowBus when its one-time prekeys run low.
 	bus, lowBus Bus
 
+	// turn is the built-in TURN relay (turn.go); nil runs none.
+	turn       *turnrelay.Relay
+	turnSecret []byte
+	turnTTL    time.Duration
+
 	regLimit, sendLimit, fetchLimit *ratelimit.Limiter
 	sealedLimit, lookupLimit        *ratelimit.Limiter
 	listLimit, provisionLimit       *ratelimit.Limiter
+	turnLimit                       *ratelimit.Limiter
 	maxConnsPerIP                   int
 	authTimeout                     time.Duration // AuthTimeout; shorter in tests
 	provisionLifetime               time.Duration // ProvisionLifetime; shorter in tests
@@ -262,6 +274,7 @@ func New(cfg Config) (*Server, error) {
 	s.lookupLimit = ratelimit.New(lim.AccountLookupsPerMinute, time.Minute, lim.AccountLookupBurst, s.now)
 	s.listLimit = ratelimit.New(lim.DeviceListPostsPerHour, time.Hour, lim.DeviceListPostBurst, s.now)
 	s.provisionLimit = ratelimit.New(lim.ProvisionsPerHour, time.Hour, lim.ProvisionBurst, s.now)
+	s.turnLimit = ratelimit.New(lim.TURNCredentialsPerMinute, time.Minute, lim.TURNCredentialsBurst, s.now)
 	s.maxConnsPerIP = lim.MaxConnsPerIP
 
 	s.store = cfg.Store
@@ -275,10 +288,19 @@ func New(cfg Config) (*Server, error) {
 		s.store, s.ownStore = db, true
 	}
 	s.handler = s.routes()
+	if err := s.startTURN(); err != nil {
+		if s.ownStore {
+			s.store.Close()
+		}
+		return nil, err
+	}
 	if multi {
 		// Last: nothing may fail after the subscriptions are made
 		// (Close cancels them).
 		if err := s.joinCluster(cfg.Control); err != nil {
+			if s.turn != nil {
+				s.turn.Close()
+			}
 			if s.ownStore {
 				s.store.Close()
 			}
@@ -371,6 +393,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.leaveCluster()
+		if s.turn != nil {
+			s.turn.Close()
+		}
 		if s.ownStore {
 			s.closeErr = s.store.Close()
 		}

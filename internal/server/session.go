@@ -148,6 +148,8 @@ func (ss *session) dispatch(f *wire.ClientFrame, size int) {
 		typ = "reset_account_key"
 	case *wire.ClientFrame_BlobUpload:
 		typ = "blob_upload"
+	case *wire.ClientFrame_TurnCredentials:
+		typ = "turn_credentials"
 	case *wire.ClientFrame_Auth:
 		typ, err = "auth", apiErr(codeBadRequest, "already authenticated")
 	default:
@@ -190,6 +192,8 @@ func (ss *session) dispatch(f *wire.ClientFrame, size int) {
 			resp, err = ss.resetAccountKey(ctx, f.GetResetAccountKey())
 		case "blob_upload":
 			resp, err = ss.blobUpload(f.GetBlobUpload())
+		case "turn_credentials":
+			resp, err = ss.turnCredentials()
 		}
 	}
 	ss.s.finish(typ, start, err, "user", ss.ref.Username, "device", ss.ref.ID)
