@@ -208,9 +208,12 @@ func TestCallE2ERelayOnlyTimeoutAndUsage(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "unanswered: timeout") || !strings.Contains(r.stdout, "ended: timeout") {
 		t.Fatalf("unanswered call: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	// The offer it left rings, and its hangup ends that at once.
+	// The offer it left rings, and its hangup ends that at once. Both
+	// arrive in the backlog: whether --auto answered in between depends on
+	// how the backlog was batched, so either error is right.
 	r = bob.run("", "answer", "--auto", "--wait", "2s")
-	if r.code != 1 || !strings.Contains(r.stderr, "no call came") || !strings.Contains(r.stdout, "ended: timeout") {
+	if r.code != 1 || !strings.Contains(r.stderr, "no call came") && !strings.Contains(r.stderr, "ended unanswered: timeout") ||
+		!strings.Contains(r.stdout, "ended: timeout") {
 		t.Fatalf("answer after the caller gave up: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// Answering needs a terminal or --auto.
