@@ -92,7 +92,15 @@ func (c *Client) SendCall(ctx context.Context, to string, sig *wire.CallSignal) 
 			return err
 		}
 	}
-	content, err := marshalPadded(&wire.Content{SentMs: c.now().UnixMilli(), Body: &wire.Content_Call{Call: sig}})
+	return c.sendEphemeral(ctx, a, user, &wire.Content{SentMs: c.now().UnixMilli(), Body: &wire.Content_Call{Call: sig}})
+}
+
+// sendEphemeral delivers content to every device of user (or, with the
+// own username, to this account's other devices) at once, ahead of the
+// outbox, in one attempt: what call signals and typing indicators need,
+// since either is worthless late. See the top of this file.
+func (c *Client) sendEphemeral(ctx context.Context, a *account, user string, ct *wire.Content) error {
+	content, err := marshalPadded(ct)
 	if err != nil {
 		return err
 	}
@@ -108,7 +116,7 @@ func (c *Client) SendCall(ctx context.Context, to string, sig *wire.CallSignal) 
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if _, err := c.db.ExecContext(ctx, `DELETE FROM outbox WHERE message_id = ?`, row.id[:]); err != nil {
-			c.cfg.Warn(fmt.Errorf("could not remove a sent call signal from the outbox: %w", err))
+			c.cfg.Warn(fmt.Errorf("could not remove a sent ephemeral message from the outbox: %w", err))
 		}
 	}()
 	cn, err := c.connection(ctx)

@@ -285,9 +285,6 @@ func (c *Client) sendContent(ctx context.Context, conv string, content *wire.Con
 			id[:], conv, b, now.UnixMilli()); err != nil {
 			return &localError{err}
 		}
-		if content.GetTyping() != nil {
-			return nil // nothing the own devices keep
-		}
 		inner := proto.Clone(content).(*wire.Content)
 		inner.SenderDeliveryToken, inner.Padding = nil, nil
 		// The copy for this account's other devices (client/sync.go).
@@ -402,8 +399,8 @@ func (c *Client) applyContent(ctx context.Context, tx *sql.Tx, a *account, o ori
 	case ct.GetReceipt() != nil:
 		return applyReceipt(ctx, tx, a, o, ct.GetReceipt(), now)
 	case ct.GetTyping() != nil:
-		if o.outgoing {
-			return nil, nil, nil
+		if o.outgoing || now.Sub(o.sent).Abs() > typingMaxAge {
+			return nil, nil, nil // stale, or the clocks disagree: only a hint
 		}
 		return []Event{&TypingEvent{Meta: o.meta(a.Username, now), Started: ct.GetTyping().GetStarted()}}, nil, nil
 	case ct.GetTimer() != nil:
@@ -1018,11 +1015,67 @@ func (c *Client) Timer(ctx context.Context, conv string) (time.Duration, error) 
 	return time.Duration(secs) * time.Second, err
 }
 
+// Typing indicators are ephemeral, like call signals (client/calls.go):
+// sent at once ahead of the outbox, in one attempt, never stored; one
+// that could not be sent is dropped rather than arriving late, and a
+// receiver ignores one older than typingMaxAge. Groups of more than
+// maxTypingMembers members get none: one keystroke would otherwise cost a
+// message to every member.
+const (
+	typingMaxAge     = 15 * time.Second
+	maxTypingMembers = 32
+)
+
 // SendTyping tells conv that this account started or stopped typing. It
-// is not stored anywhere.
+// is not stored anywhere, and not sent to a contact you blocked, one whose
+// changed safety number you have not accepted, or someone who is not a
+// contact yet.
 func (c *Client) SendTyping(ctx context.Context, conv string, started bool) error {
-	_, err := c.sendContent(ctx, conv, &wire.Content{Body: &wire.Content_Typing{Typing: &wire.Typing{Started: started}}})
-	return err
+	a, err := c.account()
+	if err != nil {
+		return err
+	}
+	if conv, err = convKey(conv); err != nil {
+		return err
+	}
+	content := &wire.Content{SentMs: c.now().UnixMilli(), Body: &wire.Content_Typing{Typing: &wire.Typing{Started: started}}}
+	var to []string
+	if isGroupConv(conv) {
+		gid, err := parseGroupConv(conv)
+		if err != nil {
+			return err
+		}
+		head, err := loadHead(ctx, c.db, gid)
+		if err != nil {
+			return err
+		}
+		if head == nil || !head.isMember(a.Username) || len(head.st.GetMembers()) > maxTypingMembers {
+			return nil
+		}
+		mid := newMessageID()
+		content.Group = &wire.GroupContext{GroupId: gid[:], Epoch: head.st.GetEpoch(), MessageId: mid[:]}
+		for _, m := range head.st.GetMembers() {
+			if m != a.Username {
+				to = append(to, m)
+			}
+		}
+	} else {
+		r, err := loadContact(ctx, c.db, conv)
+		if err != nil {
+			return err
+		}
+		if r.blocked == 1 || r.state != stateContact || r.changedKey != nil {
+			return nil
+		}
+		to = []string{conv}
+	}
+	var errs []error
+	for _, u := range to {
+		if err := c.sendEphemeral(ctx, a, u, content); err != nil {
+			errs = append(errs, fmt.Errorf("typing indicator to %s: %w", u, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // MarkRead sends read receipts for every message of conv not yet marked
