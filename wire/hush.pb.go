@@ -2814,6 +2814,7 @@ type Content struct {
 	//	*Content_Timer
 	//	*Content_GroupUpdate
 	//	*Content_Call
+	//	*Content_ContactSync
 	Body isContent_Body `protobuf_oneof:"body"`
 	// A file sent with the message (text, if any, is the caption).
 	Attachment *Attachment `protobuf:"bytes,13,opt,name=attachment,proto3" json:"attachment,omitempty"`
@@ -2985,6 +2986,15 @@ func (x *Content) GetCall() *CallSignal {
 	return nil
 }
 
+func (x *Content) GetContactSync() *ContactSync {
+	if x != nil {
+		if x, ok := x.Body.(*Content_ContactSync); ok {
+			return x.ContactSync
+		}
+	}
+	return nil
+}
+
 func (x *Content) GetAttachment() *Attachment {
 	if x != nil {
 		return x.Attachment
@@ -3079,6 +3089,10 @@ type Content_Call struct {
 	Call *CallSignal `protobuf:"bytes,20,opt,name=call,proto3,oneof"` // call signalling (§13)
 }
 
+type Content_ContactSync struct {
+	ContactSync *ContactSync `protobuf:"bytes,21,opt,name=contact_sync,json=contactSync,proto3,oneof"` // to the own other devices (§9.11)
+}
+
 func (*Content_Text) isContent_Body() {}
 
 func (*Content_SyncSent) isContent_Body() {}
@@ -3102,6 +3116,8 @@ func (*Content_Timer) isContent_Body() {}
 func (*Content_GroupUpdate) isContent_Body() {}
 
 func (*Content_Call) isContent_Body() {}
+
+func (*Content_ContactSync) isContent_Body() {}
 
 // Names a message: its id and the account that sent it.
 type MessageRef struct {
@@ -4542,6 +4558,61 @@ func (x *DeliveryToken) GetToken() []byte {
 	return nil
 }
 
+// A block or unblock made on one device, sent only to the account's own
+// other devices (§9.11), which apply it and take it only from one of
+// them. It carries the new state, not a toggle.
+type ContactSync struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"` // normalized, never the own account
+	Blocked       bool                   `protobuf:"varint,2,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactSync) Reset() {
+	*x = ContactSync{}
+	mi := &file_hush_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactSync) ProtoMessage() {}
+
+func (x *ContactSync) ProtoReflect() protoreflect.Message {
+	mi := &file_hush_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactSync.ProtoReflect.Descriptor instead.
+func (*ContactSync) Descriptor() ([]byte, []int) {
+	return file_hush_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ContactSync) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *ContactSync) GetBlocked() bool {
+	if x != nil {
+		return x.Blocked
+	}
+	return false
+}
+
 // What a primary sends a device it links (HPKE-sealed, §9.10).
 type LinkPayload struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4561,7 +4632,7 @@ type LinkPayload struct {
 
 func (x *LinkPayload) Reset() {
 	*x = LinkPayload{}
-	mi := &file_hush_proto_msgTypes[65]
+	mi := &file_hush_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4573,7 +4644,7 @@ func (x *LinkPayload) String() string {
 func (*LinkPayload) ProtoMessage() {}
 
 func (x *LinkPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[65]
+	mi := &file_hush_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4586,7 +4657,7 @@ func (x *LinkPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPayload.ProtoReflect.Descriptor instead.
 func (*LinkPayload) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{65}
+	return file_hush_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *LinkPayload) GetUsername() string {
@@ -4670,7 +4741,7 @@ type LinkedGroup struct {
 
 func (x *LinkedGroup) Reset() {
 	*x = LinkedGroup{}
-	mi := &file_hush_proto_msgTypes[66]
+	mi := &file_hush_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4682,7 +4753,7 @@ func (x *LinkedGroup) String() string {
 func (*LinkedGroup) ProtoMessage() {}
 
 func (x *LinkedGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[66]
+	mi := &file_hush_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4695,7 +4766,7 @@ func (x *LinkedGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedGroup.ProtoReflect.Descriptor instead.
 func (*LinkedGroup) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{66}
+	return file_hush_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LinkedGroup) GetStates() []*SignedGroupState {
@@ -4720,7 +4791,7 @@ type LinkedContact struct {
 
 func (x *LinkedContact) Reset() {
 	*x = LinkedContact{}
-	mi := &file_hush_proto_msgTypes[67]
+	mi := &file_hush_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4732,7 +4803,7 @@ func (x *LinkedContact) String() string {
 func (*LinkedContact) ProtoMessage() {}
 
 func (x *LinkedContact) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[67]
+	mi := &file_hush_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4745,7 +4816,7 @@ func (x *LinkedContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedContact.ProtoReflect.Descriptor instead.
 func (*LinkedContact) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{67}
+	return file_hush_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LinkedContact) GetUsername() string {
@@ -4813,7 +4884,7 @@ type LinkedMessage struct {
 
 func (x *LinkedMessage) Reset() {
 	*x = LinkedMessage{}
-	mi := &file_hush_proto_msgTypes[68]
+	mi := &file_hush_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4825,7 +4896,7 @@ func (x *LinkedMessage) String() string {
 func (*LinkedMessage) ProtoMessage() {}
 
 func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[68]
+	mi := &file_hush_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4838,7 +4909,7 @@ func (x *LinkedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkedMessage.ProtoReflect.Descriptor instead.
 func (*LinkedMessage) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{68}
+	return file_hush_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *LinkedMessage) GetPeer() string {
@@ -4906,7 +4977,7 @@ type Text struct {
 
 func (x *Text) Reset() {
 	*x = Text{}
-	mi := &file_hush_proto_msgTypes[69]
+	mi := &file_hush_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4918,7 +4989,7 @@ func (x *Text) String() string {
 func (*Text) ProtoMessage() {}
 
 func (x *Text) ProtoReflect() protoreflect.Message {
-	mi := &file_hush_proto_msgTypes[69]
+	mi := &file_hush_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4931,7 +5002,7 @@ func (x *Text) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Text.ProtoReflect.Descriptor instead.
 func (*Text) Descriptor() ([]byte, []int) {
-	return file_hush_proto_rawDescGZIP(), []int{69}
+	return file_hush_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Text) GetBody() string {
@@ -5131,7 +5202,7 @@ const file_hush_proto_rawDesc = "" +
 	"server_ids\x18\x01 \x03(\x04R\tserverIds\"\r\n" +
 	"\vAckResponse\"\f\n" +
 	"\n" +
-	"QueueEmpty\"\xc0\a\n" +
+	"QueueEmpty\"\x80\b\n" +
 	"\aContent\x12\x17\n" +
 	"\asent_ms\x18\x01 \x01(\x03R\x06sentMs\x12(\n" +
 	"\x04text\x18\x02 \x01(\v2\x12.hush.wire.v1.TextH\x00R\x04text\x125\n" +
@@ -5146,7 +5217,8 @@ const file_hush_proto_rawDesc = "" +
 	" \x01(\v2\x14.hush.wire.v1.TypingH\x00R\x06typing\x121\n" +
 	"\x05timer\x18\v \x01(\v2\x19.hush.wire.v1.TimerUpdateH\x00R\x05timer\x12>\n" +
 	"\fgroup_update\x18\f \x01(\v2\x19.hush.wire.v1.GroupUpdateH\x00R\vgroupUpdate\x12.\n" +
-	"\x04call\x18\x14 \x01(\v2\x18.hush.wire.v1.CallSignalH\x00R\x04call\x128\n" +
+	"\x04call\x18\x14 \x01(\v2\x18.hush.wire.v1.CallSignalH\x00R\x04call\x12>\n" +
+	"\fcontact_sync\x18\x15 \x01(\v2\x19.hush.wire.v1.ContactSyncH\x00R\vcontactSync\x128\n" +
 	"\n" +
 	"attachment\x18\r \x01(\v2\x18.hush.wire.v1.AttachmentR\n" +
 	"attachment\x122\n" +
@@ -5280,7 +5352,10 @@ const file_hush_proto_rawDesc = "" +
 	"\n" +
 	"chunk_size\x18\b \x01(\rR\tchunkSize\"%\n" +
 	"\rDeliveryToken\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\fR\x05token\"\x80\x04\n" +
+	"\x05token\x18\x01 \x01(\fR\x05token\"C\n" +
+	"\vContactSync\x12\x1a\n" +
+	"\busername\x18\x01 \x01(\tR\busername\x12\x18\n" +
+	"\ablocked\x18\x02 \x01(\bR\ablocked\"\x80\x04\n" +
 	"\vLinkPayload\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12\x1f\n" +
@@ -5338,7 +5413,7 @@ func file_hush_proto_rawDescGZIP() []byte {
 }
 
 var file_hush_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_hush_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_hush_proto_goTypes = []any{
 	(Receipt_Kind)(0),                   // 0: hush.wire.v1.Receipt.Kind
 	(CallHangup_Reason)(0),              // 1: hush.wire.v1.CallHangup.Reason
@@ -5408,13 +5483,14 @@ var file_hush_proto_goTypes = []any{
 	(*DeviceNotice)(nil),                // 65: hush.wire.v1.DeviceNotice
 	(*Attachment)(nil),                  // 66: hush.wire.v1.Attachment
 	(*DeliveryToken)(nil),               // 67: hush.wire.v1.DeliveryToken
-	(*LinkPayload)(nil),                 // 68: hush.wire.v1.LinkPayload
-	(*LinkedGroup)(nil),                 // 69: hush.wire.v1.LinkedGroup
-	(*LinkedContact)(nil),               // 70: hush.wire.v1.LinkedContact
-	(*LinkedMessage)(nil),               // 71: hush.wire.v1.LinkedMessage
-	(*Text)(nil),                        // 72: hush.wire.v1.Text
-	nil,                                 // 73: hush.wire.v1.DeviceListUpdate.PrekeysEntry
-	nil,                                 // 74: hush.wire.v1.LinkPayload.DeviceNamesEntry
+	(*ContactSync)(nil),                 // 68: hush.wire.v1.ContactSync
+	(*LinkPayload)(nil),                 // 69: hush.wire.v1.LinkPayload
+	(*LinkedGroup)(nil),                 // 70: hush.wire.v1.LinkedGroup
+	(*LinkedContact)(nil),               // 71: hush.wire.v1.LinkedContact
+	(*LinkedMessage)(nil),               // 72: hush.wire.v1.LinkedMessage
+	(*Text)(nil),                        // 73: hush.wire.v1.Text
+	nil,                                 // 74: hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	nil,                                 // 75: hush.wire.v1.LinkPayload.DeviceNamesEntry
 }
 var file_hush_proto_depIdxs = []int32{
 	10, // 0: hush.wire.v1.RegisterRequest.prekeys:type_name -> hush.wire.v1.PrekeyUpload
@@ -5451,10 +5527,10 @@ var file_hush_proto_depIdxs = []int32{
 	14, // 31: hush.wire.v1.ServerFrame.blob_grant:type_name -> hush.wire.v1.BlobUploadGrant
 	63, // 32: hush.wire.v1.ServerFrame.turn_credentials:type_name -> hush.wire.v1.TurnCredentials
 	36, // 33: hush.wire.v1.SealedSendRequest.copies:type_name -> hush.wire.v1.Copy
-	73, // 34: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
+	74, // 34: hush.wire.v1.DeviceListUpdate.prekeys:type_name -> hush.wire.v1.DeviceListUpdate.PrekeysEntry
 	29, // 35: hush.wire.v1.AuthOK.prekey_counts:type_name -> hush.wire.v1.PrekeyCounts
 	36, // 36: hush.wire.v1.SendRequest.copies:type_name -> hush.wire.v1.Copy
-	72, // 37: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
+	73, // 37: hush.wire.v1.Content.text:type_name -> hush.wire.v1.Text
 	64, // 38: hush.wire.v1.Content.sync_sent:type_name -> hush.wire.v1.SyncSent
 	65, // 39: hush.wire.v1.Content.device_notice:type_name -> hush.wire.v1.DeviceNotice
 	67, // 40: hush.wire.v1.Content.delivery_token:type_name -> hush.wire.v1.DeliveryToken
@@ -5466,35 +5542,36 @@ var file_hush_proto_depIdxs = []int32{
 	50, // 46: hush.wire.v1.Content.timer:type_name -> hush.wire.v1.TimerUpdate
 	54, // 47: hush.wire.v1.Content.group_update:type_name -> hush.wire.v1.GroupUpdate
 	55, // 48: hush.wire.v1.Content.call:type_name -> hush.wire.v1.CallSignal
-	66, // 49: hush.wire.v1.Content.attachment:type_name -> hush.wire.v1.Attachment
-	51, // 50: hush.wire.v1.Content.group:type_name -> hush.wire.v1.GroupContext
-	44, // 51: hush.wire.v1.Content.reply_to:type_name -> hush.wire.v1.MessageRef
-	44, // 52: hush.wire.v1.Reaction.target:type_name -> hush.wire.v1.MessageRef
-	44, // 53: hush.wire.v1.Edit.target:type_name -> hush.wire.v1.MessageRef
-	44, // 54: hush.wire.v1.Delete.target:type_name -> hush.wire.v1.MessageRef
-	0,  // 55: hush.wire.v1.Receipt.kind:type_name -> hush.wire.v1.Receipt.Kind
-	44, // 56: hush.wire.v1.Receipt.targets:type_name -> hush.wire.v1.MessageRef
-	53, // 57: hush.wire.v1.GroupUpdate.state:type_name -> hush.wire.v1.SignedGroupState
-	56, // 58: hush.wire.v1.CallSignal.offer:type_name -> hush.wire.v1.CallOffer
-	57, // 59: hush.wire.v1.CallSignal.answer:type_name -> hush.wire.v1.CallAnswer
-	58, // 60: hush.wire.v1.CallSignal.ice:type_name -> hush.wire.v1.CallIce
-	59, // 61: hush.wire.v1.CallSignal.ringing:type_name -> hush.wire.v1.CallRinging
-	60, // 62: hush.wire.v1.CallSignal.busy:type_name -> hush.wire.v1.CallBusy
-	61, // 63: hush.wire.v1.CallSignal.hangup:type_name -> hush.wire.v1.CallHangup
-	1,  // 64: hush.wire.v1.CallHangup.reason:type_name -> hush.wire.v1.CallHangup.Reason
-	43, // 65: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
-	2,  // 66: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
-	70, // 67: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
-	71, // 68: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
-	74, // 69: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
-	69, // 70: hush.wire.v1.LinkPayload.groups:type_name -> hush.wire.v1.LinkedGroup
-	53, // 71: hush.wire.v1.LinkedGroup.states:type_name -> hush.wire.v1.SignedGroupState
-	10, // 72: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
-	73, // [73:73] is the sub-list for method output_type
-	73, // [73:73] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	68, // 49: hush.wire.v1.Content.contact_sync:type_name -> hush.wire.v1.ContactSync
+	66, // 50: hush.wire.v1.Content.attachment:type_name -> hush.wire.v1.Attachment
+	51, // 51: hush.wire.v1.Content.group:type_name -> hush.wire.v1.GroupContext
+	44, // 52: hush.wire.v1.Content.reply_to:type_name -> hush.wire.v1.MessageRef
+	44, // 53: hush.wire.v1.Reaction.target:type_name -> hush.wire.v1.MessageRef
+	44, // 54: hush.wire.v1.Edit.target:type_name -> hush.wire.v1.MessageRef
+	44, // 55: hush.wire.v1.Delete.target:type_name -> hush.wire.v1.MessageRef
+	0,  // 56: hush.wire.v1.Receipt.kind:type_name -> hush.wire.v1.Receipt.Kind
+	44, // 57: hush.wire.v1.Receipt.targets:type_name -> hush.wire.v1.MessageRef
+	53, // 58: hush.wire.v1.GroupUpdate.state:type_name -> hush.wire.v1.SignedGroupState
+	56, // 59: hush.wire.v1.CallSignal.offer:type_name -> hush.wire.v1.CallOffer
+	57, // 60: hush.wire.v1.CallSignal.answer:type_name -> hush.wire.v1.CallAnswer
+	58, // 61: hush.wire.v1.CallSignal.ice:type_name -> hush.wire.v1.CallIce
+	59, // 62: hush.wire.v1.CallSignal.ringing:type_name -> hush.wire.v1.CallRinging
+	60, // 63: hush.wire.v1.CallSignal.busy:type_name -> hush.wire.v1.CallBusy
+	61, // 64: hush.wire.v1.CallSignal.hangup:type_name -> hush.wire.v1.CallHangup
+	1,  // 65: hush.wire.v1.CallHangup.reason:type_name -> hush.wire.v1.CallHangup.Reason
+	43, // 66: hush.wire.v1.SyncSent.content:type_name -> hush.wire.v1.Content
+	2,  // 67: hush.wire.v1.DeviceNotice.kind:type_name -> hush.wire.v1.DeviceNotice.Kind
+	71, // 68: hush.wire.v1.LinkPayload.contacts:type_name -> hush.wire.v1.LinkedContact
+	72, // 69: hush.wire.v1.LinkPayload.history:type_name -> hush.wire.v1.LinkedMessage
+	75, // 70: hush.wire.v1.LinkPayload.device_names:type_name -> hush.wire.v1.LinkPayload.DeviceNamesEntry
+	70, // 71: hush.wire.v1.LinkPayload.groups:type_name -> hush.wire.v1.LinkedGroup
+	53, // 72: hush.wire.v1.LinkedGroup.states:type_name -> hush.wire.v1.SignedGroupState
+	10, // 73: hush.wire.v1.DeviceListUpdate.PrekeysEntry.value:type_name -> hush.wire.v1.PrekeyUpload
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_hush_proto_init() }
@@ -5547,6 +5624,7 @@ func file_hush_proto_init() {
 		(*Content_Timer)(nil),
 		(*Content_GroupUpdate)(nil),
 		(*Content_Call)(nil),
+		(*Content_ContactSync)(nil),
 	}
 	file_hush_proto_msgTypes[52].OneofWrappers = []any{
 		(*CallSignal_Offer)(nil),
@@ -5562,7 +5640,7 @@ func file_hush_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hush_proto_rawDesc), len(file_hush_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   72,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
