@@ -290,10 +290,11 @@ func (c *Client) Accept(ctx context.Context, username string) ([]Entry, error) {
 	return pending, err
 }
 
-// Block drops every later message from username (sealed or not, on this
-// device) and deletes their pending requests; the server is told to
+// Block drops every later message and call from username (sealed or
+// not) and deletes their pending requests, on this device and, through a
+// ContactSync, on the account's other devices; the server is told to
 // refuse their authenticated messages. If the server cannot be reached
-// now, it is told on the next connection.
+// now, both happen on the next connection.
 func (c *Client) Block(ctx context.Context, username string) error {
 	return c.setBlocked(ctx, username, true)
 }
@@ -304,27 +305,30 @@ func (c *Client) Unblock(ctx context.Context, username string) error {
 }
 
 func (c *Client) setBlocked(ctx context.Context, username string, block bool) error {
-	_, user, err := c.peerName(username)
+	a, user, err := c.peerName(username)
 	if err != nil {
 		return err
 	}
-	flag := 0
-	if block {
-		flag = 1
-	}
+	now := c.now()
 	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
-		if err := setContact(ctx, tx, user, c.now(), `blocked = ?`, flag); err != nil {
+		if err := applyBlocked(ctx, tx, user, block, now); err != nil {
 			return err
-		}
-		if block {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE peer = ?`, user); err != nil {
-				return &localError{err}
-			}
 		}
 		if err := ensureSealedState(ctx, tx); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE sealed_state SET blocked_synced = 0`); err != nil {
+			return &localError{err}
+		}
+		// The own other devices apply it too (screenOwn), queued with
+		// the change so that neither can happen without the other.
+		b, err := marshalPadded(&wire.Content{SentMs: now.UnixMilli(), Body: &wire.Content_ContactSync{ContactSync: &wire.ContactSync{Username: user, Blocked: block}}})
+		if err != nil {
+			return err
+		}
+		id := newMessageID()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms) VALUES (?, ?, ?, ?)`,
+			id[:], a.Username, b, now.UnixMilli()); err != nil {
 			return &localError{err}
 		}
 		return nil
@@ -338,6 +342,27 @@ func (c *Client) setBlocked(ctx context.Context, username string, block bool) er
 	}
 	if err != nil {
 		c.cfg.Warn(fmt.Errorf("the server was not told about the change of blocked accounts yet (it will be on the next connection): %w", err))
+	}
+	rep := c.flush(ctx)
+	for _, f := range rep.Failed {
+		c.cfg.Warn(fmt.Errorf("message to %s could not be delivered and was dropped from the outbox: %w", f.To, f.Err))
+	}
+	if rep.Pending > 0 {
+		c.cfg.Warn(fmt.Errorf("the account's other devices were not told about the change of blocked accounts yet (they will be on the next send or receive): %w", rep.Err))
+	}
+	return nil
+}
+
+// applyBlocked sets or clears user's blocked flag; blocking deletes their
+// pending requests.
+func applyBlocked(ctx context.Context, tx *sql.Tx, user string, block bool, now time.Time) error {
+	if err := setContact(ctx, tx, user, now, `blocked = ?`, boolInt(block)); err != nil {
+		return err
+	}
+	if block {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE peer = ?`, user); err != nil {
+			return &localError{err}
+		}
 	}
 	return nil
 }
@@ -502,6 +527,10 @@ func (c *Client) screenIncoming(ctx context.Context, tx *sql.Tx, a *account, k d
 		// unblocked) but neither kept nor shown.
 		return screen{done: true}, nil
 	}
+	if content.GetContactSync() != nil {
+		// Only the own devices may say whom this account blocks.
+		return screen{}, fmt.Errorf("%w: a contact sync from %s, who is not this account", ErrProtocol, k.user)
+	}
 	token := content.GetSenderDeliveryToken()
 	if t := content.GetDeliveryToken(); t != nil {
 		token = t.GetToken()
@@ -558,13 +587,21 @@ func queueOwnSync(ctx context.Context, tx *sql.Tx, a *account, user string, inne
 	return nil
 }
 
-// screenOwn handles the sync copy of an acceptance made on another
-// device of this account (a delivery token sent to someone): they become
-// a contact here too (acceptBySyncCopy, client/sync.go, which also does it
-// for sync copies of texts). Everything else is client/sync.go's.
+// screenOwn handles what another device of this account tells about
+// contacts: a block or unblock (ContactSync), applied here too, and the
+// sync copy of an acceptance (a delivery token sent to someone), which
+// makes them a contact here too (acceptBySyncCopy, client/sync.go, which
+// also does it for sync copies of texts). Everything else is
+// client/sync.go's.
 func screenOwn(ctx context.Context, tx *sql.Tx, a *account, plaintext []byte, now time.Time) (screen, error) {
 	var content wire.Content
-	if proto.Unmarshal(plaintext, &content) != nil || content.GetSyncSent().GetContent().GetDeliveryToken() == nil {
+	if proto.Unmarshal(plaintext, &content) != nil {
+		return screen{}, nil
+	}
+	if cs := content.GetContactSync(); cs != nil {
+		return screen{done: true}, applyContactSync(ctx, tx, a, cs, now)
+	}
+	if content.GetSyncSent().GetContent().GetDeliveryToken() == nil {
 		return screen{}, nil
 	}
 	to, err := identity.NormalizeUsername(content.GetSyncSent().GetTo())
@@ -573,4 +610,25 @@ func screenOwn(ctx context.Context, tx *sql.Tx, a *account, plaintext []byte, no
 	}
 	evs, seqs, err := acceptBySyncCopy(ctx, tx, to, now)
 	return screen{done: true, events: evs, seqs: seqs}, err
+}
+
+// applyContactSync applies a block or unblock made on another device of
+// this account (docs/protocol.md §9.11). The caller made sure it came
+// from one. This device then sends the server its list, now the same as
+// the other device's: until it does, the server holds whatever list the
+// device that set it last had.
+func applyContactSync(ctx context.Context, tx *sql.Tx, a *account, cs *wire.ContactSync, now time.Time) error {
+	user, err := identity.NormalizeUsername(cs.GetUsername())
+	if err != nil || user != cs.GetUsername() || user == a.Username {
+		return fmt.Errorf("%w: contact sync for %q", ErrProtocol, cs.GetUsername())
+	}
+	if err := applyBlocked(ctx, tx, user, cs.GetBlocked(), now); err != nil {
+		return err
+	}
+	// No row: there is no delivery token yet, and nothing to tell the
+	// server (syncBlocked).
+	if _, err := tx.ExecContext(ctx, `UPDATE sealed_state SET blocked_synced = 0`); err != nil {
+		return &localError{err}
+	}
+	return nil
 }

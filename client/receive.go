@@ -582,6 +582,12 @@ func (c *Client) process(ctx context.Context, cn *conn, a *account, envs []*wire
 		return n, err
 	}
 	c.afterDeviceEvents(ctx, cn, events)
+	// A block made on another device (client/contacts.go) reaches the
+	// server from here too, so a list this device sent before it knew of
+	// the block does not stand.
+	if err := c.syncBlocked(ctx, cn); err != nil {
+		c.cfg.Warn(fmt.Errorf("could not send the server the blocked accounts: %w", err))
+	}
 	if queuedReceipts > 0 {
 		for _, f := range c.flush(ctx).Failed {
 			c.cfg.Warn(fmt.Errorf("message to %s could not be delivered and was dropped from the outbox: %w", f.To, f.Err))
