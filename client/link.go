@@ -239,6 +239,12 @@ func openLinkPayload(eph *ecdh.PrivateKey, secret []byte, signing keys.DeviceSig
 		}
 		l.contacts = append(l.contacts, lc)
 	}
+	for _, u := range p.GetBlocked() {
+		if n, err := identity.NormalizeUsername(u); err != nil || n != u || seen[u] {
+			return nil, bad("blocked account %q is malformed, listed twice or a contact or the account itself", u)
+		}
+		seen[u] = true
+	}
 	if l.groups, err = parseLinkedGroups(p.GetGroups()); err != nil {
 		return nil, bad("%v", err)
 	}
@@ -739,8 +745,12 @@ func (c *Client) awaitDevice(ctx context.Context, cn *conn, a *account, list *id
 }
 
 // exportTrust adds what the contacts table knows (client/contacts.go) and
-// the account's delivery token to a payload.
+// the account's delivery token to a payload. Blocked accounts whose keys
+// this device never learned (blocked by name) go too: without them the
+// new device would, on its first block, send the server a list lacking
+// them (docs/protocol.md §9.11).
 func (c *Client) exportTrust(ctx context.Context, p *wire.LinkPayload) error {
+	listed := map[string]bool{}
 	for _, lc := range p.Contacts {
 		r, err := loadContact(ctx, c.db, lc.Username)
 		if err != nil {
@@ -750,6 +760,16 @@ func (c *Client) exportTrust(ctx context.Context, p *wire.LinkPayload) error {
 		lc.Blocked = r.blocked == 1
 		lc.Verified = r.verified == 1
 		lc.DeliveryToken = bytes.Clone(r.token)
+		listed[lc.Username] = true
+	}
+	blocked, err := blockedList(ctx, c.db)
+	if err != nil {
+		return err
+	}
+	for _, u := range blocked {
+		if !listed[u] && u != p.Username {
+			p.Blocked = append(p.Blocked, u)
+		}
 	}
 	token, err := c.ownDeliveryToken(ctx)
 	if err != nil {
@@ -772,6 +792,11 @@ func importTrust(ctx context.Context, tx *sql.Tx, l *linked, now time.Time) erro
 		}
 		if err := setContact(ctx, tx, lc.c.GetUsername(), now, `state = ?, blocked = ?, verified = ?, delivery_token = ?`,
 			state, boolInt(lc.c.GetBlocked()), boolInt(lc.c.GetVerified()), token); err != nil {
+			return err
+		}
+	}
+	for _, u := range l.payload.GetBlocked() {
+		if err := setContact(ctx, tx, u, now, `blocked = 1`); err != nil {
 			return err
 		}
 	}

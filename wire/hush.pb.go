@@ -4626,6 +4626,8 @@ type LinkPayload struct {
 	History       []*LinkedMessage       `protobuf:"bytes,8,rep,name=history,proto3" json:"history,omitempty"`
 	DeviceNames   map[uint32]string      `protobuf:"bytes,9,rep,name=device_names,json=deviceNames,proto3" json:"device_names,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Groups        []*LinkedGroup         `protobuf:"bytes,10,rep,name=groups,proto3" json:"groups,omitempty"` // docs/protocol.md §11.8
+	// Blocked accounts not among contacts (no keys known for them), §9.11.
+	Blocked       []string `protobuf:"bytes,11,rep,name=blocked,proto3" json:"blocked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4726,6 +4728,13 @@ func (x *LinkPayload) GetDeviceNames() map[uint32]string {
 func (x *LinkPayload) GetGroups() []*LinkedGroup {
 	if x != nil {
 		return x.Groups
+	}
+	return nil
+}
+
+func (x *LinkPayload) GetBlocked() []string {
+	if x != nil {
+		return x.Blocked
 	}
 	return nil
 }
@@ -5355,7 +5364,7 @@ const file_hush_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\fR\x05token\"C\n" +
 	"\vContactSync\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x18\n" +
-	"\ablocked\x18\x02 \x01(\bR\ablocked\"\x80\x04\n" +
+	"\ablocked\x18\x02 \x01(\bR\ablocked\"\x9a\x04\n" +
 	"\vLinkPayload\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\rR\bdeviceId\x12\x1f\n" +
@@ -5370,7 +5379,8 @@ const file_hush_proto_rawDesc = "" +
 	"\ahistory\x18\b \x03(\v2\x1b.hush.wire.v1.LinkedMessageR\ahistory\x12M\n" +
 	"\fdevice_names\x18\t \x03(\v2*.hush.wire.v1.LinkPayload.DeviceNamesEntryR\vdeviceNames\x121\n" +
 	"\x06groups\x18\n" +
-	" \x03(\v2\x19.hush.wire.v1.LinkedGroupR\x06groups\x1a>\n" +
+	" \x03(\v2\x19.hush.wire.v1.LinkedGroupR\x06groups\x12\x18\n" +
+	"\ablocked\x18\v \x03(\tR\ablocked\x1a>\n" +
 	"\x10DeviceNamesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"E\n" +
