@@ -310,6 +310,7 @@ func (c *Client) setBlocked(ctx context.Context, username string, block bool) er
 		return err
 	}
 	now := c.now()
+	id := newMessageID()
 	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
 		if err := applyBlocked(ctx, tx, user, block, now); err != nil {
 			return err
@@ -326,7 +327,6 @@ func (c *Client) setBlocked(ctx context.Context, username string, block bool) er
 		if err != nil {
 			return err
 		}
-		id := newMessageID()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (message_id, recipient, content, created_ms) VALUES (?, ?, ?, ?)`,
 			id[:], a.Username, b, now.UnixMilli()); err != nil {
 			return &localError{err}
@@ -347,8 +347,13 @@ func (c *Client) setBlocked(ctx context.Context, username string, block bool) er
 	for _, f := range rep.Failed {
 		c.cfg.Warn(fmt.Errorf("message to %s could not be delivered and was dropped from the outbox: %w", f.To, f.Err))
 	}
-	if rep.Pending > 0 {
-		c.cfg.Warn(fmt.Errorf("the account's other devices were not told about the change of blocked accounts yet (they will be on the next send or receive): %w", rep.Err))
+	var n int
+	if err := c.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE message_id = ?`, id[:]).Scan(&n); err == nil && n > 0 {
+		err := rep.Err
+		if err == nil {
+			err = errors.New("not delivered yet")
+		}
+		c.cfg.Warn(fmt.Errorf("the account's other devices were not told about the change of blocked accounts yet (they will be on the next send or receive): %w", err))
 	}
 	return nil
 }

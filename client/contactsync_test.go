@@ -298,3 +298,24 @@ func txBlocked(t *testing.T, tx *sql.Tx, user string) bool {
 	}
 	return r.blocked == 1
 }
+
+// TestBlockWhileOfflineReachesOtherDevicesLater: the ContactSync is
+// queued with the block, so a block made with the server down reaches the
+// other devices once it is back.
+func TestBlockWhileOfflineReachesOtherDevicesLater(t *testing.T) {
+	srv := startServer(t)
+	bob := newUser(t, srv.URL, "bob")
+	newUser(t, srv.URL, "carol")
+	laptop := linkDevice(t, srv.URL, bob, "bob laptop", false)
+	srv.stop()
+	if err := bob.Block(ctxT(t), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	srv.start()
+	want(t, "bob", events(t, bob)) // connects, sends the list and the outbox
+	want(t, "bob's laptop", events(t, laptop))
+	if !blockedOn(t, laptop, "carol") {
+		t.Fatal("a block made offline never reached bob's laptop")
+	}
+	want(t, "the server's blocked list of bob", serverBlocked(t, serverDB(t, srv), "bob"), "carol")
+}
