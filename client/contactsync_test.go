@@ -319,3 +319,46 @@ func TestBlockWhileOfflineReachesOtherDevicesLater(t *testing.T) {
 	}
 	want(t, "the server's blocked list of bob", serverBlocked(t, serverDB(t, srv), "bob"), "carol")
 }
+
+// BenchmarkBlockReachesOtherDevice measures a block (then an unblock) on
+// the primary until bob's laptop has applied it: the local change, the
+// server's list, the ContactSync's delivery, and the laptop sending the
+// list again at the end of its batch.
+func BenchmarkBlockReachesOtherDevice(b *testing.B) {
+	srv := startServer(b)
+	bob := newUser(b, srv.URL, "bob")
+	laptop := linkDevice(b, srv.URL, bob, "bob laptop", false)
+	ctx := ctxT(b)
+	block := true
+	for b.Loop() {
+		if err := bob.setBlocked(ctx, "carol", block); err != nil {
+			b.Fatal(err)
+		}
+		if err := laptop.Receive(ctx, 0, func(Event) {}); err != nil {
+			b.Fatal(err)
+		}
+		if k, err := laptop.ContactInfo(ctx, "carol"); err != nil || k.Blocked != block {
+			b.Fatalf("the laptop shows %+v (%v)", k, err)
+		}
+		block = !block
+	}
+}
+
+// BenchmarkSyncBlockedUnchanged measures what every received batch now
+// costs when no ContactSync came: the check that the server has the list.
+func BenchmarkSyncBlockedUnchanged(b *testing.B) {
+	db, err := openDB(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO sealed_state (id, token, blocked_synced) VALUES (1, zeroblob(32), 1)`); err != nil {
+		b.Fatal(err)
+	}
+	c := &Client{db: db}
+	for b.Loop() {
+		if err := c.syncBlocked(context.Background(), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
