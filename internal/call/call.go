@@ -243,7 +243,7 @@ func (p *Phone) Dial(ctx context.Context, peer string, opts Options) (*Call, err
 	if user == p.cfg.Self {
 		return nil, errors.New("you cannot call yourself")
 	}
-	if err := opts.Media.check(); err != nil {
+	if err := opts.Media.Check(); err != nil {
 		return nil, err
 	}
 	relay := opts.RelayOnly
@@ -503,7 +503,7 @@ func (c *Call) Answer(m Media) error {
 	if !c.incoming {
 		return errors.New("only an incoming call can be answered")
 	}
-	if err := m.check(); err != nil {
+	if err := m.Check(); err != nil {
 		return err
 	}
 	res := make(chan error, 1)

@@ -1,6 +1,7 @@
 package call
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -74,6 +75,9 @@ func TestCallAudioThenVideoArriveFrameByFrameBothWays(t *testing.T) {
 			t.Fatalf("recordings: %q %q", a.Recordings, b.Recordings)
 		}
 		for _, r := range slices.Concat(a.Recordings, b.Recordings) {
+			if st, err := os.Stat(r); err != nil || st.Mode().Perm() != 0o600 {
+				t.Fatalf("recording %s: %v, %v (want mode 0600)", r, st, err)
+			}
 			src := map[bool]map[string]string{
 				true:  {"audio.ogg": bOgg, "video.ivf": bIVF}, // in alice's dir, from bob
 				false: {"audio.ogg": aOgg, "video.ivf": aIVF},

@@ -30,9 +30,9 @@ type Media struct {
 	RecordDir string
 }
 
-// check opens the input files and reads their headers, so a wrong file is
+// Check opens the input files and reads their headers, so a wrong file is
 // reported before a call starts.
-func (m Media) check() error {
+func (m Media) Check() error {
 	if m.AudioIn != "" {
 		f, err := os.Open(m.AudioIn)
 		if err != nil {
@@ -238,15 +238,22 @@ func record(track *webrtc.TrackRemote, path string, n *atomic.Int64) error {
 			}
 		}
 	}
+	// What the other side said is private: the file is made readable by
+	// this user only (the writers then open it again, keeping the mode),
+	// and never written over an existing one.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
 	var w rtpWriter
-	var err error
 	switch track.Kind() {
 	case webrtc.RTPCodecTypeAudio:
 		w, err = oggwriter.New(path, opusClock, track.Codec().Channels)
 	case webrtc.RTPCodecTypeVideo:
 		w, err = ivfwriter.New(path, ivfwriter.WithCodec(track.Codec().MimeType))
 	default:
-		return fmt.Errorf("a track of unknown kind %v", track.Kind())
+		err = fmt.Errorf("a track of unknown kind %v", track.Kind())
 	}
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -111,7 +112,9 @@ func (c *cmd) answer(ctx context.Context, args []string) error {
 		}
 		if err := cl.Answer(f.media()); err != nil {
 			// It ended first (the caller gave up, another device
-			// answered): that is printed; wait for the next call.
+			// answered: that is printed), or answering failed (say
+			// why); wait for the next call.
+			c.warn(fmt.Errorf("could not answer the call from %s: %w", cl.Peer(), err))
 			<-cl.Done()
 			continue
 		}
@@ -160,6 +163,16 @@ type phoneSession struct {
 func (c *cmd) startPhone(ctx context.Context, f *callOpts) (*phoneSession, error) {
 	if *f.ring <= 0 {
 		return nil, usagef("--ring-timeout must be positive")
+	}
+	// A missing recording directory is made, and wrong media files are
+	// reported now, not when a call is already ringing.
+	if d := *f.recordDir; d != "" {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("--record-dir: %w", err)
+		}
+	}
+	if err := f.media().Check(); err != nil {
+		return nil, err
 	}
 	cl, info, err := c.openAccount()
 	if err != nil {

@@ -145,7 +145,8 @@ func TestCallE2EAudioThenVideoRecordedBothWays(t *testing.T) {
 	alice.ok("recv")
 
 	for _, video := range []bool{false, true} {
-		aDir, bDir := t.TempDir(), t.TempDir()
+		// The answering side's directory does not exist yet: answer makes it.
+		aDir, bDir := t.TempDir(), filepath.Join(t.TempDir(), "calls", "bob")
 		answer := []string{"answer", "--auto", "--json", "--audio-in", fixture("b.ogg"), "--record-dir", bDir}
 		dial := []string{"call", "bob", "--json", "--audio-in", fixture("a.ogg"), "--record-dir", aDir, "--duration", "4s"}
 		if video {
