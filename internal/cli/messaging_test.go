@@ -67,12 +67,12 @@ func TestChatShowsTypingEditsAndReceipts(t *testing.T) {
 	}
 	m := &chatModel{c: &cmd{}, conv: "bob", title: "bob"}
 	m.Update(incomingMsg{&client.TypingEvent{Meta: client.Meta{From: "bob"}, Started: true}})
-	if !strings.Contains(m.View(), "bob is typing…") {
-		t.Fatalf("view does not show typing:\n%s", m.View())
+	if !strings.Contains(m.View().Content, "bob is typing…") {
+		t.Fatalf("view does not show typing:\n%s", m.View().Content)
 	}
 	m.Update(incomingMsg{&client.TypingEvent{Meta: client.Meta{From: "bob"}, Started: false}})
-	if strings.Contains(m.View(), "typing") {
-		t.Fatalf("view still shows typing:\n%s", m.View())
+	if strings.Contains(m.View().Content, "typing") {
+		t.Fatalf("view still shows typing:\n%s", m.View().Content)
 	}
 }
 
@@ -90,7 +90,7 @@ func TestChatShowsTimerAndDeviceNotes(t *testing.T) {
 	m.Update(incomingMsg{&client.DeviceEvent{From: "bob", Change: client.DeviceAdded, DeviceID: 2, Name: "Laptop", Received: at.Add(2 * time.Minute)}})
 	m.Update(incomingMsg{&client.TimerEvent{Meta: client.Meta{From: "carol", Received: at}, Timer: time.Minute}})
 	m.render() // as a reload of the history does
-	view := m.View()
+	view := m.View().Content
 	if !strings.Contains(view, "⏱ 1h") {
 		t.Errorf("header does not show the timer:\n%s", view)
 	}

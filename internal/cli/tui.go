@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/charmbracelet/bubbles/textinput"
-	"github.com/charmbracelet/bubbles/viewport"
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/bubbles/v2/textinput"
+	"charm.land/bubbles/v2/viewport"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/hush-chat/hush/client"
 )
@@ -73,7 +73,7 @@ var (
 )
 
 func (c *cmd) chatTUI(ctx context.Context, cl *client.Client, info client.Info, conv, title string) error {
-	m := &chatModel{c: c, ctx: ctx, cl: cl, me: info.Username, peer: title, conv: conv, title: title, vp: viewport.New(80, 20), in: textinput.New()}
+	m := &chatModel{c: c, ctx: ctx, cl: cl, me: info.Username, peer: title, conv: conv, title: title, vp: viewport.New(viewport.WithWidth(80), viewport.WithHeight(20)), in: textinput.New()}
 	m.in.Prompt = "> "
 	m.in.Placeholder = "message " + title
 	m.in.CharLimit = client.MaxTextSize
@@ -84,7 +84,7 @@ func (c *cmd) chatTUI(ctx context.Context, cl *client.Client, info client.Info, 
 	m.markRead()
 
 	lctx, stop := context.WithCancel(ctx)
-	p := tea.NewProgram(m, tea.WithContext(lctx), tea.WithAltScreen(), tea.WithInput(c.env.Stdin), tea.WithOutput(c.env.Stdout))
+	p := tea.NewProgram(m, tea.WithContext(lctx), tea.WithInput(c.env.Stdin), tea.WithOutput(c.env.Stdout))
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		c.listen(lctx, cl,
@@ -94,7 +94,7 @@ func (c *cmd) chatTUI(ctx context.Context, cl *client.Client, info client.Info, 
 	_, err := p.Run()
 	stop()
 	wg.Wait()
-	if err == tea.ErrProgramKilled && ctx.Err() != nil {
+	if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
 		return nil // interrupted by a signal: a normal way out
 	}
 	return err
@@ -107,15 +107,15 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width = msg.Width
-		m.vp.Width = msg.Width
-		m.vp.Height = max(1, msg.Height-3) // header, status, input
-		m.in.Width = max(1, msg.Width-len(m.in.Prompt)-1)
+		m.vp.SetWidth(msg.Width)
+		m.vp.SetHeight(max(1, msg.Height-3)) // header, status, input
+		m.in.SetWidth(max(1, msg.Width-len(m.in.Prompt)-1))
 		m.refresh()
-	case tea.KeyMsg:
-		switch msg.Type {
-		case tea.KeyCtrlC, tea.KeyEsc:
+	case tea.KeyPressMsg:
+		switch msg.String() {
+		case "ctrl+c", "esc":
 			return m, tea.Quit
-		case tea.KeyEnter:
+		case "enter":
 			text := strings.TrimSpace(m.in.Value())
 			if text == "" {
 				return m, nil
@@ -125,7 +125,7 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.lines = append(m.lines, formatText(time.Now(), m.me, text))
 			m.refresh()
 			return m, m.sendCmd(text)
-		case tea.KeyPgUp, tea.KeyPgDown:
+		case "pgup", "pgdown":
 			var cmd tea.Cmd
 			m.vp, cmd = m.vp.Update(msg)
 			return m, cmd
@@ -363,7 +363,7 @@ func (m *chatModel) refresh() {
 	m.vp.GotoBottom()
 }
 
-func (m *chatModel) View() string {
+func (m *chatModel) View() tea.View {
 	status := m.status
 	if m.typingFrom != "" && time.Since(m.typingAt) < typingShown {
 		status = m.typingFrom + " is typing…"
@@ -373,5 +373,7 @@ func (m *chatModel) View() string {
 		header += " ⏱ " + timerText(m.timer)
 	}
 	header += statusStyle.Render("   Enter sends · PgUp/PgDn scroll · Esc quits")
-	return header + "\n" + m.vp.View() + "\n" + statusStyle.Render(status) + "\n" + m.in.View()
+	v := tea.NewView(header + "\n" + m.vp.View() + "\n" + statusStyle.Render(status) + "\n" + m.in.View())
+	v.AltScreen = true
+	return v
 }
