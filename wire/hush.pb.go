@@ -2822,13 +2822,14 @@ type Content struct {
 	// they accept; also refreshed after a token rotation.
 	SenderDeliveryToken []byte `protobuf:"bytes,14,opt,name=sender_delivery_token,json=senderDeliveryToken,proto3" json:"sender_delivery_token,omitempty"`
 	Padding             []byte `protobuf:"bytes,15,opt,name=padding,proto3" json:"padding,omitempty"`
-	// Set on everything sent within a group (§11): which group, and the
-	// epoch of the group state the sender acted on.
+	// Set on everything sent within a group (§11.5) but state changes:
+	// which group, the epoch of the group state the sender acted on, and the
+	// message's id within the group.
 	Group *GroupContext `protobuf:"bytes,16,opt,name=group,proto3" json:"group,omitempty"`
 	// The message this one quotes (a reply).
 	ReplyTo *MessageRef `protobuf:"bytes,17,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
 	// The disappearing-message timer in force for this message, in seconds
-	// (0: off). Every device erases it this long after it arrived.
+	// (0: off). Every device erases it this long after it arrived (§12.3).
 	ExpireSeconds uint32 `protobuf:"varint,18,opt,name=expire_seconds,json=expireSeconds,proto3" json:"expire_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3119,7 +3120,7 @@ func (*Content_Call) isContent_Body() {}
 
 func (*Content_ContactSync) isContent_Body() {}
 
-// Names a message: its id and the account that sent it.
+// Names a message: its id and the account that sent it (§12.1).
 type MessageRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MessageId     []byte                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
@@ -3172,6 +3173,7 @@ func (x *MessageRef) GetAuthor() string {
 	return ""
 }
 
+// One emoji per account and message; remove takes it back (§12.2).
 type Reaction struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        *MessageRef            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -3232,7 +3234,7 @@ func (x *Reaction) GetRemove() bool {
 	return false
 }
 
-// Replaces the text of a message the same account sent.
+// Replaces the text of a message the same account sent (§12.2).
 type Edit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        *MessageRef            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -3285,7 +3287,7 @@ func (x *Edit) GetBody() string {
 	return ""
 }
 
-// Deletes, for everyone, a message the same account sent.
+// Deletes, for everyone, a message the same account sent (§12.2).
 type Delete struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        *MessageRef            `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -3330,6 +3332,7 @@ func (x *Delete) GetTarget() *MessageRef {
 	return nil
 }
 
+// Delivered or read, for 1 to 256 messages (§12.2).
 type Receipt struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          Receipt_Kind           `protobuf:"varint,1,opt,name=kind,proto3,enum=hush.wire.v1.Receipt_Kind" json:"kind,omitempty"`
@@ -3382,6 +3385,7 @@ func (x *Receipt) GetTargets() []*MessageRef {
 	return nil
 }
 
+// Ephemeral: never queued nor stored (§12.2).
 type Typing struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Started       bool                   `protobuf:"varint,1,opt,name=started,proto3" json:"started,omitempty"` // false: stopped
@@ -3426,9 +3430,10 @@ func (x *Typing) GetStarted() bool {
 	return false
 }
 
+// The conversation's disappearing-message timer (§12.2, §12.3).
 type TimerUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seconds       uint32                 `protobuf:"varint,1,opt,name=seconds,proto3" json:"seconds,omitempty"` // 0: off
+	Seconds       uint32                 `protobuf:"varint,1,opt,name=seconds,proto3" json:"seconds,omitempty"` // 0: off, else 5 s to 4 weeks
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3470,6 +3475,7 @@ func (x *TimerUpdate) GetSeconds() uint32 {
 	return 0
 }
 
+// Which group a content belongs to (§11.5).
 type GroupContext struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	GroupId []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"` // 16 random bytes
@@ -3533,8 +3539,8 @@ func (x *GroupContext) GetMessageId() []byte {
 	return nil
 }
 
-// The state of a group (§11). Members and admins are usernames; admins
-// are members. Each change increments epoch by one.
+// The state of a group (§11.1). Members and admins are usernames, sorted;
+// admins are members. Each change increments epoch by one.
 type GroupState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       []byte                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -3542,7 +3548,7 @@ type GroupState struct {
 	Members       []string               `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
 	Admins        []string               `protobuf:"bytes,4,rep,name=admins,proto3" json:"admins,omitempty"`
 	Epoch         uint64                 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	ChangedBy     string                 `protobuf:"bytes,6,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"` // the admin who made this state
+	ChangedBy     string                 `protobuf:"bytes,6,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"` // the signer: an admin, or a member who left
 	ChangedMs     int64                  `protobuf:"varint,7,opt,name=changed_ms,json=changedMs,proto3" json:"changed_ms,omitempty"`
 	Previous      []byte                 `protobuf:"bytes,8,opt,name=previous,proto3" json:"previous,omitempty"` // SHA-256 of the previous SignedGroupState.state
 	unknownFields protoimpl.UnknownFields
@@ -3635,10 +3641,11 @@ func (x *GroupState) GetPrevious() []byte {
 	return nil
 }
 
+// A group state signed by a device of its signer (§11.2).
 type SignedGroupState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         []byte                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`                                    // GroupState encoding
-	Signer        string                 `protobuf:"bytes,2,opt,name=signer,proto3" json:"signer,omitempty"`                                  // username of the admin
+	State         []byte                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`                                    // deterministic GroupState encoding
+	Signer        string                 `protobuf:"bytes,2,opt,name=signer,proto3" json:"signer,omitempty"`                                  // username of the signer (changed_by)
 	SignerDevice  uint32                 `protobuf:"varint,3,opt,name=signer_device,json=signerDevice,proto3" json:"signer_device,omitempty"` // the device whose signing key signed
 	Signature     []byte                 `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3760,8 +3767,10 @@ type CallSignal struct {
 	//	*CallSignal_Busy
 	//	*CallSignal_Hangup
 	Kind isCallSignal_Kind `protobuf_oneof:"kind"`
-	// The callee device an answer came from, so the caller talks to it
-	// alone from then on (0: not yet known).
+	// From a callee device: its own id. From the caller: the callee device
+	// that answered, so the others ignore what follows (0 before an
+	// answer: every device). Receivers take the sender's device from the
+	// envelope, never from here (§13.1).
 	Device        uint32 `protobuf:"varint,8,opt,name=device,proto3" json:"device,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4284,7 +4293,7 @@ func (x *TurnCredentials) GetExpiresMs() int64 {
 // A copy of a message this account sent from another device.
 type SyncSent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"`
+	To            string                 `protobuf:"bytes,1,opt,name=to,proto3" json:"to,omitempty"` // a username, or "#" + hex group id (§12.1)
 	MessageId     []byte                 `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	Content       *Content               `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
 	unknownFields protoimpl.UnknownFields
