@@ -570,8 +570,21 @@ func (c *Client) screenIncoming(ctx context.Context, tx *sql.Tx, a *account, k d
 			return screen{}, err
 		}
 		return screen{done: true, events: []Event{&RequestEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now}}}, nil
+	case r.state != stateContact && content.GetGroup() == nil && conversationControl(&content):
+		// Until they are accepted they have no conversation here: a
+		// stranger may not show "typing…", set the timer, or touch a
+		// message (docs/protocol.md §9.11).
+		return screen{done: true}, nil
 	}
 	return screen{}, nil
+}
+
+// conversationControl reports whether c acts on a conversation without
+// being a message of its own: a reaction, edit, delete, receipt, typing
+// indicator or timer.
+func conversationControl(c *wire.Content) bool {
+	return c.GetReaction() != nil || c.GetEdit() != nil || c.GetDelete() != nil ||
+		c.GetReceipt() != nil || c.GetTyping() != nil || c.GetTimer() != nil
 }
 
 // queueOwnSync queues, for the account's other devices, a copy of

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hush-chat/hush/wire"
 )
 
 // knows makes c treat peer as a contact, as if it had accepted them
@@ -185,4 +188,49 @@ func TestAcceptOnOneDeviceAcceptsOnAll(t *testing.T) {
 	mustSend(t, alice, "bob", "sealed to both")
 	want(t, "bob1", events(t, bob1), "alice: sealed to both")
 	want(t, "bob2", events(t, bob2), "alice: sealed to both")
+}
+
+// A stranger or an account whose request is pending has no conversation
+// yet: its typing indicators and timer changes are ignored, not shown or
+// applied; once accepted they are.
+func TestStrangersCannotTypeOrSetTheTimer(t *testing.T) {
+	srv := startServer(t)
+	bob := newUser(t, srv.URL, "bob")
+	carol := newUser(t, srv.URL, "carol")
+	ctx := ctxT(t)
+	controls := func() {
+		t.Helper()
+		sendRaw(t, carol, "bob", &wire.Content{Body: &wire.Content_Typing{Typing: &wire.Typing{Started: true}}})
+		sendRaw(t, carol, "bob", &wire.Content{Body: &wire.Content_Timer{Timer: &wire.TimerUpdate{Seconds: 60}}})
+	}
+	timer := func() time.Duration {
+		t.Helper()
+		d, err := bob.Timer(ctx, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	controls()
+	want(t, "bob from a stranger", everydayAll(t, bob))
+	if d := timer(); d != 0 {
+		t.Fatalf("a stranger set bob's timer to %v", d)
+	}
+	mustSend(t, carol, "bob", "hi, I'm carol")
+	want(t, "bob", events(t, bob), "request carol")
+	controls()
+	want(t, "bob from a pending request", everydayAll(t, bob))
+	if d := timer(); d != 0 {
+		t.Fatalf("a pending request set bob's timer to %v", d)
+	}
+
+	if _, err := bob.Accept(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	controls()
+	want(t, "bob from a contact", everydayAll(t, bob), "typing carol true", "timer carol 1m0s")
+	if d := timer(); d != time.Minute {
+		t.Fatalf("a contact's timer: %v", d)
+	}
 }
