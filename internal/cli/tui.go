@@ -166,9 +166,14 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case *client.DroppedEvent:
 			m.status = fmt.Sprintf("dropped a message from %s/%d that failed to decrypt", e.From, e.Device)
 		case *client.CallEvent:
-			if l := missedCall(e); l != "" {
-				m.lines = append(m.lines, l)
-				m.refresh()
+			// A note, so the next reload of the history keeps it; a call
+			// from someone else is not part of this conversation.
+			switch l := missedCall(e); {
+			case l == "":
+			case e.From == m.conv:
+				m.addNote(e.Received, l)
+			default:
+				m.status = l
 			}
 		}
 		return m, nil
