@@ -12,12 +12,18 @@
 #
 # Reported per relay: echoed packets per second (each one crosses the
 # relay twice), relayed MB/s (both directions), loss, and the CPU seconds
-# the relay process used (utime+stime from /proc/PID/stat), also as CPU
-# per stream (percent of one core).
+# the relay process used, also as CPU per stream (percent of one core) and
+# per relayed datagram. CPU is the sum over the process's threads of the
+# time on CPU in /proc/PID/task/*/schedstat (nanoseconds; both relays keep
+# their threads for the whole run), or else utime+stime from
+# /proc/PID/stat, whose 10 ms ticks are coarse for a run of a few seconds.
 #
 # Needs Debian's coturn package (apt-get install coturn); without it the
 # script says so and exits 0. Run from the repository root; it builds
-# ./cmd/hush unless HUSH names a binary. Loopback only.
+# ./cmd/hush unless HUSH names a binary. BASE names a second hush binary
+# (say, built from an older commit) that runs as "base" in every round
+# between coturn and hush, so a change is measured before and after under
+# the same load at the same time. Loopback only.
 #
 #   scripts/turnbench.sh [-m STREAMS] [-n PACKETS] [-l LEN] [-z INTERVAL_MS] [-r ROUNDS] [-p BASEPORT]
 set -eu
@@ -42,7 +48,7 @@ for tool in turnserver turnutils_uclient turnutils_peer; do
 	fi
 done
 
-coturn_port=$base hush_port=$((base + 10)) peer_port=$((base + 20))
+coturn_port=$base hush_port=$((base + 10)) peer_port=$((base + 20)) base_port=$((base + 30))
 tmp=$(mktemp -d)
 pids=""
 cleanup() {
@@ -70,19 +76,30 @@ turnserver -n --listening-ip 127.0.0.1 --listening-port $coturn_port --relay-ip 
 	--userdb "$tmp/turndb" --log-file "$tmp/coturn.log" --simple-log --no-stdout-log >/dev/null 2>&1 &
 pids="$pids $!"
 
-"$hush" serve --listen 127.0.0.1:0 --data "$tmp/hush-data" --pow-bits 0 \
-	--turn-listen 127.0.0.1:$hush_port --turn-allow-private --turn-secret-file "$tmp/secret" \
-	--turn-device-quota 0 --turn-ip-quota 0 >"$tmp/hush.log" 2>&1 &
-hush_pid=$!
-pids="$pids $hush_pid"
+# serve NAME BINARY PORT: starts a hush relay; its pid is in $served.
+serve() {
+	"$2" serve --listen 127.0.0.1:0 --data "$tmp/$1-data" --pow-bits 0 \
+		--turn-listen 127.0.0.1:$3 --turn-allow-private --turn-secret-file "$tmp/secret" \
+		--turn-device-quota 0 --turn-ip-quota 0 >"$tmp/$1.log" 2>&1 &
+	served=$!
+	pids="$pids $served"
+}
+serve hush "$hush" $hush_port
+hush_pid=$served
+base_bin=${BASE:-}
+if [ -n "$base_bin" ]; then
+	serve base "$base_bin" $base_port
+	base_pid=$served
+fi
 
-# Wait (bounded) for both relays.
+# Wait (bounded) for the relays.
 i=0
-until [ -s "$tmp/coturn.pid" ] && grep -q 'TURN relay listening' "$tmp/hush.log"; do
+started() { grep -q 'TURN relay listening' "$tmp/$1.log"; }
+until [ -s "$tmp/coturn.pid" ] && started hush && { [ -z "$base_bin" ] || started base; }; do
 	i=$((i + 1))
 	if [ $i -gt 100 ]; then
 		echo "turnbench: relays did not start" >&2
-		cat "$tmp/hush.log" "$tmp/coturn.log" >&2 2>/dev/null || true
+		cat "$tmp/hush.log" "$tmp/base.log" "$tmp/coturn.log" >&2 2>/dev/null || true
 		exit 1
 	fi
 	sleep 0.1
@@ -90,8 +107,13 @@ done
 sleep 0.5
 coturn_pid=$(cat "$tmp/coturn.pid")
 
+# cpu PID: CPU seconds the process has used so far.
 ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+if [ -r "/proc/$hush_pid/task/$hush_pid/schedstat" ]; then
+	cpu() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.6f\n", ns / 1e9}'; }
+else
+	cpu() { awk -v hz="$ticks" '{printf "%.6f\n", ($14 + $15) / hz}' "/proc/$1/stat"; }
+fi
 now() { date +%s.%N; }
 
 # run NAME PID PORT: one load against one relay; prints a result line.
@@ -111,9 +133,9 @@ run() {
 		recv=0 loss=100
 	fi
 	awk -v n="$name" -v r="$recv" -v l="$loss" -v len="$len" -v s="$streams" \
-		-v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v hz="$ticks" 'BEGIN {
-		wall = t1 - t0; cpu = (c1 - c0) / hz
-		printf "%-8s %9d %10.0f %9.2f %7.2f %8.2f %8.2f %11.2f %10.3f\n", n, r, r / wall, 2 * r * len / wall / 1e6, l, wall, cpu, 100 * cpu / wall / s, (r > 0 ? 1000 * cpu / (2 * r) * 1000 : 0)
+		-v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" 'BEGIN {
+		wall = t1 - t0; cpu = c1 - c0
+		printf "%-8s %9d %10.0f %9.2f %7.2f %8.2f %8.3f %11.2f %10.3f\n", n, r, r / wall, 2 * r * len / wall / 1e6, l, wall, cpu, 100 * cpu / wall / s, (r > 0 ? 1000 * cpu / (2 * r) * 1000 : 0)
 	}'
 }
 
@@ -123,6 +145,9 @@ printf "%-8s %9s %10s %9s %7s %8s %8s %11s %10s\n" relay echoed echoed/s "MB/s" 
 r=1
 while [ $r -le "$rounds" ]; do
 	run coturn "$coturn_pid" $coturn_port
+	if [ -n "$base_bin" ]; then
+		run base "$base_pid" $base_port
+	fi
 	run hush "$hush_pid" $hush_port
 	r=$((r + 1))
 done
