@@ -588,15 +588,21 @@ func applyReaction(ctx context.Context, tx *sql.Tx, a *account, o origin, r *wir
 		reactor = a.Username
 	}
 	if r.GetRemove() {
-		res, err := tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`, o.conv, ref.ID[:], reactor)
-		if err != nil {
-			return nil, nil, &localError{err}
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return nil, nil, &localError{err}
-		} else if n == 0 {
+		// Like a new reaction, a removal replaces only an older one: one
+		// device's removal arriving after the reaction another device of
+		// the same account made later must not take that one back.
+		var updated int64
+		err := tx.QueryRowContext(ctx, `SELECT updated_ms FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`,
+			o.conv, ref.ID[:], reactor).Scan(&updated)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return nil, nil, fmt.Errorf("%w: %s has no reaction to message %s to take back", errIgnored, reactor, ref.ID)
+		case err != nil:
+			return nil, nil, &localError{err}
+		case updated > o.sent.UnixMilli():
+			return nil, nil, fmt.Errorf("%w: %s reacted to message %s after taking a reaction back", errIgnored, reactor, ref.ID)
 		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`, o.conv, ref.ID[:], reactor)
 	} else {
 		// A later reaction replaces an earlier one; one sent earlier
 		// (claimed time) that arrives later does not.

@@ -679,3 +679,34 @@ func TestLinkingLeavesDisappearingAndGroupMessagesBehind(t *testing.T) {
 	}
 	want(t, "the linked device's history", got, "hello bob", "staying")
 }
+
+// A removal takes back only an older reaction: bob's laptop, its clock
+// behind, takes back his 👍 after his phone replaced it with ❤️, and the
+// removal arrives last; the ❤️ stands on every device.
+func TestReactionRemovalRespectsOrder(t *testing.T) {
+	k := &clock{}
+	a1, a2, b1, b2 := fourDevices(t, k)
+	ctx := ctxT(t)
+	m := mustSend(t, a1, "bob", "react to this")
+	for _, c := range []*Client{a2, b1, b2} {
+		everyday(t, c)
+	}
+	if _, err := b1.React(ctx, "alice", m, "👍", false); err != nil {
+		t.Fatal(err)
+	}
+	everyday(t, b2)
+	k.advance(2 * time.Minute)
+	if _, err := b1.React(ctx, "alice", m, "❤️", false); err != nil {
+		t.Fatal(err)
+	}
+	b2.cfg.Now = func() time.Time { return k.now().Add(-time.Minute) }
+	if _, err := b2.React(ctx, "alice", m, "", true); err != nil {
+		t.Fatal(err)
+	}
+	for c, conv := range map[*Client]string{a1: "bob", a2: "bob", b1: "alice", b2: "alice"} {
+		everyday(t, c)
+		if got := entry(t, c, conv, m).Reactions["bob"]; got != "❤️" {
+			t.Errorf("%s: bob's reaction is %q, want ❤️", c.cfg.Home, got)
+		}
+	}
+}
