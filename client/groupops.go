@@ -255,6 +255,9 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	return out, nil
 }
 
+// ErrNoGroup: FindGroup knows no group by that id or name.
+var ErrNoGroup = errors.New("no group")
+
 // FindGroup returns the group named by ref: its id in hex, or a name
 // that exactly one known group has (active groups first: a name shared
 // with only inactive ones still finds the active one).
@@ -285,7 +288,7 @@ func (c *Client) FindGroup(ctx context.Context, ref string) (Group, error) {
 	case len(active) == 1:
 		return active[0], nil
 	case len(named) == 0:
-		return Group{}, fmt.Errorf("no group named %q (see hush group list)", ref)
+		return Group{}, fmt.Errorf("%w named %q (see hush group list)", ErrNoGroup, ref)
 	}
 	var ids []string
 	for _, g := range named {

@@ -22,11 +22,15 @@ import (
 
 // resolveConv names a conversation: a group (its id, or a name only one
 // group has; client.FindGroup) or else a username. A name that is both a
-// group's and a contact's is refused as ambiguous.
+// group's and a contact's, or that several groups share, is refused as
+// ambiguous.
 func resolveConv(ctx context.Context, cl *client.Client, name string) (string, error) {
 	g, err := cl.FindGroup(ctx, name)
-	if err != nil {
+	if errors.Is(err, client.ErrNoGroup) {
 		return name, nil // not a group: a username (checked when sending)
+	}
+	if err != nil {
+		return "", err
 	}
 	if _, err := client.ParseGroupID(name); err != nil {
 		if ci, err := cl.ContactInfo(ctx, name); err == nil && ci.State == client.Accepted {

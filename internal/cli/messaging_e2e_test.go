@@ -198,3 +198,18 @@ func TestCLIDisappearingMessages(t *testing.T) {
 		}
 	}
 }
+
+// A name two groups share is refused with their ids, not taken for a
+// username; a name no group has is one.
+func TestCLIConversationNamedByTwoGroups(t *testing.T) {
+	s := startServe(t)
+	alice, _ := register(t, s, "alice"), register(t, s, "bob")
+	alice.ok("group", "create", "Book club", "--members", "bob")
+	alice.ok("group", "create", "Book club", "--members", "bob")
+	for _, args := range [][]string{{"timer", "Book club", "1m"}, {"read", "Book club"}} {
+		if r := alice.run("", args...); r.code != 1 || !strings.Contains(r.stderr, `2 groups are named "Book club"; give the id instead`) {
+			t.Fatalf("hush %v: %+v", args, r)
+		}
+	}
+	alice.ok("timer", "bob", "1m")
+}
