@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hush-chat/hush/internal/identity"
 	"github.com/hush-chat/hush/wire"
@@ -141,8 +142,10 @@ func (c *Client) LeaveGroup(ctx context.Context, id GroupID) error {
 }
 
 // changeGroup signs and sends the state that follows group id's head with
-// the members and admins change returns; the last member leaving only
-// marks the group inactive here (nobody is left to tell).
+// the members and admins change returns. The last member leaving signs
+// nothing (no state may be empty): the group turns inactive here, and the
+// account's other devices are sent the head it left as a sync copy
+// (receiveLastLeave).
 func (c *Client) changeGroup(ctx context.Context, a *account, id GroupID, change func(head *groupState) (members, admins []string, err error)) error {
 	now := c.now()
 	err := inTx(ctx, c.db, func(tx *sql.Tx) error {
@@ -153,7 +156,7 @@ func (c *Client) changeGroup(ctx context.Context, a *account, id GroupID, change
 		if head == nil {
 			return fmt.Errorf("no group %s", id)
 		}
-		if !head.isMember(a.Username) {
+		if !head.active(a.Username) {
 			return fmt.Errorf("you are no longer a member of %q", head.st.GetName())
 		}
 		members, admins, err := change(head)
@@ -164,7 +167,8 @@ func (c *Client) changeGroup(ctx context.Context, a *account, id GroupID, change
 			if _, err := tx.ExecContext(ctx, `UPDATE groups SET member = 0, updated_ms = ? WHERE group_id = ?`, now.UnixMilli(), id[:]); err != nil {
 				return &localError{err}
 			}
-			return nil
+			return queueOwnSync(ctx, tx, a, groupConv(id[:]), &wire.Content{SentMs: now.UnixMilli(),
+				Body: &wire.Content_GroupUpdate{GroupUpdate: &wire.GroupUpdate{State: head.signed}}})
 		}
 		next, err := c.nextState(a, head, head.st.GetName(), members, admins, now)
 		if err != nil {
@@ -231,7 +235,7 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, err := c.db.QueryContext(ctx, `SELECT s.signed FROM groups g JOIN group_states s ON s.group_id = g.group_id AND s.epoch = g.epoch
+	rs, err := c.db.QueryContext(ctx, `SELECT s.signed, g.member FROM groups g JOIN group_states s ON s.group_id = g.group_id AND s.epoch = g.epoch
 		ORDER BY g.name, g.group_id`)
 	if err != nil {
 		return nil, &localError{err}
@@ -240,13 +244,15 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	var out []Group
 	for rs.Next() {
 		var raw []byte
-		if err := rs.Scan(&raw); err != nil {
+		var member int
+		if err := rs.Scan(&raw, &member); err != nil {
 			return nil, &localError{err}
 		}
 		g, err := parseSignedGroupState(raw)
 		if err != nil {
 			return nil, &localError{fmt.Errorf("a stored group state: %w", err)}
 		}
+		g.left = member == 0
 		out = append(out, g.public(a.Username))
 	}
 	if err := rs.Err(); err != nil {
@@ -308,4 +314,52 @@ func (c *Client) GroupName(ctx context.Context, id GroupID) (string, error) {
 		return "", &localError{err}
 	}
 	return name, nil
+}
+
+// receiveLastLeave applies, inside the receiving transaction, the sync
+// copy another device of this account sent when it left group conv as
+// its last member: the head it left, whoever signed it. The state is
+// verified and taken like any other (a device that lags catches up to
+// it); if it is then the head and this account its only member, the
+// group turns inactive here too. A head that moved on since (another
+// own device added members meanwhile) stands.
+func (c *Client) receiveLastLeave(ctx context.Context, tx *sql.Tx, a *account, id MessageID, conv string, content *wire.Content, now time.Time) ([]Event, []int64, error) {
+	g, err := parseGroupState(content.GetGroupUpdate().GetState())
+	if err != nil {
+		return nil, nil, err
+	}
+	if groupConv(g.id[:]) != conv || !slices.Equal(g.st.GetMembers(), []string{a.Username}) {
+		return nil, nil, badState("a sync copy of a state of %s that this account was not left alone in", conv)
+	}
+	list, err := signerList(ctx, tx, g.signer())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := g.verifySignature(list); err != nil {
+		return nil, nil, err
+	}
+	gevs, err := c.acceptGroupState(ctx, tx, a, g, now)
+	if err != nil && !errors.Is(err, errIgnored) {
+		return nil, nil, err
+	}
+	var evs []Event
+	for _, e := range gevs {
+		e.ID = id
+		evs = append(evs, e)
+	}
+	head, err := loadHead(ctx, tx, g.id)
+	if err != nil || head == nil || head.hash != g.hash {
+		return evs, nil, err
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE groups SET member = 0, updated_ms = ? WHERE group_id = ? AND member = 1`, now.UnixMilli(), g.id[:])
+	if err != nil {
+		return nil, nil, &localError{err}
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, nil, &localError{err}
+	} else if n > 0 {
+		evs = append(evs, &GroupEvent{ID: id, Group: g.id, Name: g.st.GetName(), Epoch: g.st.GetEpoch(), By: a.Username,
+			Change: GroupLeft, Removed: []string{a.Username}, Received: now})
+	}
+	return evs, nil, nil
 }

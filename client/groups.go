@@ -81,7 +81,7 @@ func (g *groupState) public(self string) Group {
 	return Group{
 		ID: g.id, Name: g.st.GetName(), Epoch: g.st.GetEpoch(),
 		Members: slices.Clone(g.st.GetMembers()), Admins: slices.Clone(g.st.GetAdmins()),
-		Active: g.isMember(self),
+		Active: g.active(self),
 	}
 }
 
@@ -126,8 +126,9 @@ func (*GroupEvent) isEvent() {}
 // is in it; nil if the group is unknown.
 func loadHead(ctx context.Context, q querier, id GroupID) (*groupState, error) {
 	var raw []byte
-	err := q.QueryRowContext(ctx, `SELECT s.signed FROM groups g JOIN group_states s ON s.group_id = g.group_id AND s.epoch = g.epoch
-		WHERE g.group_id = ?`, id[:]).Scan(&raw)
+	var member int
+	err := q.QueryRowContext(ctx, `SELECT s.signed, g.member FROM groups g JOIN group_states s ON s.group_id = g.group_id AND s.epoch = g.epoch
+		WHERE g.group_id = ?`, id[:]).Scan(&raw, &member)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -138,6 +139,7 @@ func loadHead(ctx context.Context, q querier, id GroupID) (*groupState, error) {
 	if err != nil {
 		return nil, &localError{fmt.Errorf("stored state of group %s: %w", id, err)}
 	}
+	g.left = member == 0
 	return g, nil
 }
 
@@ -225,7 +227,7 @@ func (c *Client) groupIncoming(ctx context.Context, tx *sql.Tx, a *account, from
 	if err != nil {
 		return "", err
 	}
-	if head == nil || !head.isMember(a.Username) || !head.isMember(from) {
+	if head == nil || !head.active(a.Username) || !head.isMember(from) {
 		return "", errNotGroupMember
 	}
 	conv := groupConv(id[:])
@@ -581,7 +583,7 @@ func (c *Client) queueGroup(ctx context.Context, tx *sql.Tx, a *account, conv st
 	if head == nil {
 		return fmt.Errorf("no group %s", gid)
 	}
-	if !head.isMember(a.Username) {
+	if !head.active(a.Username) {
 		return fmt.Errorf("you are no longer a member of the group %q", head.st.GetName())
 	}
 	content.Group = &wire.GroupContext{GroupId: gid[:], Epoch: head.st.GetEpoch(), MessageId: id[:]}

@@ -380,3 +380,36 @@ func TestGroupConcurrentAdminChangesConverge(t *testing.T) {
 		t.Fatalf("converged on epoch %d %v, want epoch 4 %v", ha.st.Epoch, ha.st.Members, w)
 	}
 }
+
+// The last member leaving signs nothing, yet the group turns inactive on
+// every device of the account: the other device learns it from a sync copy
+// of the head it left.
+func TestGroupLastMemberLeavingOnEveryDevice(t *testing.T) {
+	srv := startServer(t)
+	a1 := newUser(t, srv.URL, "alice")
+	bob := newUser(t, srv.URL, "bob")
+	a2 := linkDevice(t, srv.URL, a1, "alice", false)
+	groupEvents(t, a1)
+	id, err := a1.CreateGroup(ctxT(t), "Book club", []string{"bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupEvents(t, bob)
+	if err := bob.LeaveGroup(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "alice's laptop", groupEvents(t, a2), "Book club 1 joined by alice +[alice bob] -[]", "Book club 2 updated by bob +[] -[bob]")
+	groupEvents(t, a1)
+	if err := a1.LeaveGroup(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "alice's laptop", groupEvents(t, a2), "Book club 2 left by alice +[] -[alice]")
+	for _, c := range []*Client{a1, a2} {
+		if g := mustGroup(t, c, id); g.Active {
+			t.Errorf("%s: the group is still active: %+v", c.cfg.Home, g)
+		}
+		if _, err := c.Send(ctxT(t), GroupConversation(id), "anyone?"); err == nil || !strings.Contains(err.Error(), "no longer a member") {
+			t.Errorf("%s: sending to the group left: %v", c.cfg.Home, err)
+		}
+	}
+}

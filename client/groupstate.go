@@ -71,11 +71,20 @@ type groupState struct {
 	st     *wire.GroupState
 	id     GroupID
 	hash   [sha256.Size]byte // of signed.State, the bytes signed
+	// left: this account was the last member of this stored head and
+	// left it (client/groupops.go); the state still names it.
+	left bool
 }
 
 func (g *groupState) isMember(user string) bool {
 	_, ok := slices.BinarySearch(g.st.GetMembers(), user)
 	return ok
+}
+
+// active reports whether this account, self, is in the group: a member
+// of the state that did not leave it as the last one.
+func (g *groupState) active(self string) bool {
+	return !g.left && g.isMember(self)
 }
 
 func (g *groupState) isAdmin(user string) bool {

@@ -1055,7 +1055,7 @@ func (c *Client) SendTyping(ctx context.Context, conv string, started bool) erro
 		if err != nil {
 			return err
 		}
-		if head == nil || !head.isMember(a.Username) || len(head.st.GetMembers()) > maxTypingMembers {
+		if head == nil || !head.active(a.Username) || len(head.st.GetMembers()) > maxTypingMembers {
 			return nil
 		}
 		mid := newMessageID()

@@ -254,7 +254,9 @@ func (c *Client) storeSyncCopy(ctx context.Context, tx *sql.Tx, a *account, k de
 	}
 	o.sent = time.UnixMilli(inner.GetSentMs())
 	if inner.GetGroupUpdate() != nil {
-		return c.receiveGroupUpdate(ctx, tx, a, k, o.id, inner, now)
+		// Own group changes come as plain GroupUpdates; a sync copy of
+		// one says an own device left as the last member (client/groupops.go).
+		return c.receiveLastLeave(ctx, tx, a, o.id, to, inner, now)
 	}
 	if isGroupConv(to) != (inner.GetGroup() != nil) {
 		return nil, nil, fmt.Errorf("%w: sync copy to %q with a group context that does not match", ErrProtocol, to)
