@@ -14,10 +14,13 @@
 //     ANSWERED_ELSEWHERE naming the winning device to all the callee's
 //     devices, and the winner tells its own siblings the same, so every
 //     other device stops ringing.
-//   - Glare (both call each other at once): the offer with the lower
-//     call id wins. The side whose own call has the higher id drops it
-//     (hangup NORMAL to the peer's devices) and answers the other offer
-//     with the same media; the other side ignores the losing offer.
+//   - Glare (both call each other at once, and no device answered the
+//     own call yet, whether one rings for it or not): the offer with the
+//     lower call id wins. The side whose own call has the higher id drops
+//     it (hangup NORMAL to the peer's devices, so those ringing for it
+//     stop) and answers the other offer with the same media; the other
+//     side ignores the losing offer. Any other offer from a peer already
+//     in a call with this device is busy.
 //   - No answer within the ring timeout (60 s): the caller hangs up with
 //     TIMEOUT. No media connection within the same time after the answer,
 //     a signal that could not be sent, an undecryptable message from the
@@ -236,6 +239,13 @@ type Options struct {
 // Dial calls peer. The call's progress comes as Events; Dial returns once
 // it is under way.
 func (p *Phone) Dial(ctx context.Context, peer string, opts Options) (*Call, error) {
+	id := make([]byte, client.CallIDSize)
+	rand.Read(id)
+	return p.dial(ctx, peer, opts, id)
+}
+
+// dial is Dial with the call id chosen: tests set which call wins a glare.
+func (p *Phone) dial(ctx context.Context, peer string, opts Options, id []byte) (*Call, error) {
 	user, err := identity.NormalizeUsername(peer)
 	if err != nil {
 		return nil, err
@@ -254,8 +264,6 @@ func (p *Phone) Dial(ctx context.Context, peer string, opts Options) (*Call, err
 		}
 		relay = !contact
 	}
-	id := make([]byte, client.CallIDSize)
-	rand.Read(id)
 	c := p.newCall(id, user, false, opts.Video, relay, opts.Media)
 	p.mu.Lock()
 	if p.closed {
@@ -343,33 +351,28 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 	}
 	// A new offer.
 	for _, o := range p.calls {
-		if o.peer != e.From {
+		if o.peer != e.From || o.incoming || o.state != Calling && o.state != Ringing {
 			continue
 		}
+		// Glare: we call P, no device of P answered yet, and P calls us.
+		// Whether a device of P rings for ours or not, the lower call id
+		// wins, so both sides agree whatever each one's state.
 		if bytes.Compare(o.id, s.GetCallId()) < 0 {
 			p.mu.Unlock()
-			return // glare, and our offer wins: they answer ours
+			return // ours wins: P drops theirs and answers ours
 		}
-		if !o.incoming && o.state == Calling {
-			// Glare, and theirs wins: this call becomes theirs.
-			delete(p.calls, string(o.id))
-			p.calls[id] = o
-			p.mu.Unlock()
-			o.post(func() { o.yield(e) })
-			return
-		}
+		// Theirs wins: this call becomes theirs.
+		delete(p.calls, string(o.id))
+		p.calls[id] = o
+		p.mu.Unlock()
+		o.post(func() { o.yield(e) })
+		return
 	}
 	if len(p.calls) > 0 {
-		p.busy.Add(1) // under p.mu, before Close can wait
+		// Busy, even with a call with P: a second call of P's (from
+		// another device, say) must not ring unanswered.
+		p.refuse(e.From, s.GetCallId())
 		p.mu.Unlock()
-		busy := &wire.CallSignal{CallId: s.GetCallId(), Device: p.cfg.Device, Kind: &wire.CallSignal_Busy{Busy: &wire.CallBusy{}}}
-		go func() {
-			defer p.busy.Done()
-			// Best effort, bounded: the caller times out otherwise.
-			ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
-			defer cancel()
-			p.cfg.Signal.SendCall(ctx, e.From, busy) //nolint:errcheck
-		}()
 		return
 	}
 	o := s.GetOffer()
@@ -381,6 +384,20 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 	p.mu.Unlock()
 	go c.run()
 	c.post(c.ring)
+}
+
+// refuse answers the offer of call id from peer with CallBusy, best
+// effort and bounded: the caller times out otherwise. p.mu is held, so
+// that Close waits for it.
+func (p *Phone) refuse(peer string, id []byte) {
+	p.busy.Add(1)
+	busy := &wire.CallSignal{CallId: id, Device: p.cfg.Device, Kind: &wire.CallSignal_Busy{Busy: &wire.CallBusy{}}}
+	go func() {
+		defer p.busy.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
+		defer cancel()
+		p.cfg.Signal.SendCall(ctx, peer, busy) //nolint:errcheck
+	}()
 }
 
 func (p *Phone) newCall(id []byte, peer string, incoming, video, relay bool, m Media) *Call {
@@ -676,9 +693,18 @@ func (c *Call) ring() {
 }
 
 // yield (actor) turns this outgoing call into the answer of the peer's
-// offer e, which won the glare.
+// offer e, which won the glare. The peer's devices that rang for this call
+// stop: its hangup goes to all of them.
 func (c *Call) yield(e *client.CallEvent) {
-	if c.getState() != Calling {
+	theirs := e.Signal.GetCallId()
+	if s := c.getState(); s != Calling && s != Ringing {
+		// An answer queued ahead of the offer was taken meanwhile: this
+		// call goes on under its own id, and the peer's offer is busy.
+		c.p.mu.Lock()
+		delete(c.p.calls, string(theirs))
+		c.p.calls[string(c.id)] = c
+		c.p.refuse(c.peer, theirs)
+		c.p.mu.Unlock()
 		return
 	}
 	old := c.id
@@ -1109,8 +1135,11 @@ func (c *Call) end(reason Reason, err error, final ...outgoing) {
 	}
 	c.p.mu.Lock()
 	c.state = Ended
-	if c.p.calls[string(c.id)] == c {
-		delete(c.p.calls, string(c.id))
+	for id, o := range c.p.calls {
+		// Under any id: a glare may have filed it under the peer's.
+		if o == c {
+			delete(c.p.calls, id)
+		}
 	}
 	c.p.mu.Unlock()
 	close(c.stopped)
