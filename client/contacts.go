@@ -58,13 +58,17 @@ type Contact struct {
 }
 
 // RequestEvent reports a message from an account that is not a contact.
-// Its text is kept for Requests and Accept, never handed over here.
+// Its text (and file, quote, erase time) is kept for Requests and Accept,
+// never handed over here.
 type RequestEvent struct {
 	ID       MessageID
 	From     string
 	Device   uint32
 	Sent     time.Time
 	Received time.Time
+	// Attachment is set when the request carries a file; it can be
+	// downloaded once the request is accepted.
+	Attachment *AttachmentInfo
 }
 
 func (*RequestEvent) isEvent() {}
@@ -192,19 +196,17 @@ func (c *Client) Requests(ctx context.Context) ([]Entry, error) {
 	if _, err := c.account(); err != nil {
 		return nil, err
 	}
+	if err := c.sweepExpired(ctx); err != nil {
+		return nil, err
+	}
 	return requestEntries(ctx, c.db, "")
 }
 
 func requestEntries(ctx context.Context, q interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }, peer string) ([]Entry, error) {
-	query := `SELECT peer, message_id, device, sent_ms, received_ms, body FROM requests ORDER BY seq`
-	var args []any
-	if peer != "" {
-		query = `SELECT peer, message_id, device, sent_ms, received_ms, body FROM requests WHERE peer = ? ORDER BY seq`
-		args = append(args, peer)
-	}
-	rs, err := q.QueryContext(ctx, query, args...)
+	rs, err := q.QueryContext(ctx, `SELECT peer, message_id, device, sent_ms, received_ms, body, attachment, reply_to, reply_author, expires_ms
+		FROM requests WHERE ? = '' OR peer = ? ORDER BY seq`, peer, peer)
 	if err != nil {
 		return nil, &localError{err}
 	}
@@ -212,19 +214,70 @@ func requestEntries(ctx context.Context, q interface {
 	var out []Entry
 	for rs.Next() {
 		var e Entry
-		var id []byte
-		var sent, recv int64
-		if err := rs.Scan(&e.Peer, &id, &e.Device, &sent, &recv, &e.Text); err != nil {
+		var id, att, reply []byte
+		var replyAuthor sql.NullString
+		var sent, recv, expires int64
+		if err := rs.Scan(&e.Peer, &id, &e.Device, &sent, &recv, &e.Text, &att, &reply, &replyAuthor, &expires); err != nil {
 			return nil, &localError{err}
 		}
 		copy(e.ID[:], id)
+		e.Author = e.Peer
 		e.Sent, e.Received, e.Status = time.UnixMilli(sent), time.UnixMilli(recv), Received
+		e.Attachment = storedAttachment(att)
+		if len(reply) == len(e.ID) {
+			e.ReplyTo = &MessageRef{Author: replyAuthor.String}
+			copy(e.ReplyTo.ID[:], reply)
+		}
+		if expires > 0 {
+			e.Expires = time.UnixMilli(expires)
+		}
 		out = append(out, e)
 	}
 	if err := rs.Err(); err != nil {
 		return nil, &localError{err}
 	}
 	return out, nil
+}
+
+// moveRequests moves user's pending requests into the history, as they
+// came (file, quote, erase time included), and returns them with their
+// history rows. handed says whether the caller hands them over itself
+// (Accept) or Receive is to (state 0).
+func moveRequests(ctx context.Context, tx *sql.Tx, user string, handed bool) ([]Entry, []int64, error) {
+	pending, err := requestEntries(ctx, tx, user)
+	if err != nil {
+		return nil, nil, err
+	}
+	state := 0
+	if handed {
+		state = 1
+	}
+	var seqs []int64
+	for _, e := range pending {
+		var replyID []byte
+		var replyAuthor any
+		if e.ReplyTo != nil {
+			replyID = e.ReplyTo.ID[:]
+			if e.ReplyTo.Author != "" {
+				replyAuthor = e.ReplyTo.Author
+			}
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state,
+			attachment, reply_to, reply_author, expires_ms) SELECT ?, 0, ?, ?, ?, ?, ?, ?, attachment, ?, ?, ? FROM requests WHERE peer = ? AND message_id = ?`,
+			user, e.ID[:], e.Device, e.Sent.UnixMilli(), e.Received.UnixMilli(), e.Text, state, replyID, replyAuthor, unixMilli(e.Expires), user, e.ID[:])
+		if err != nil {
+			return nil, nil, &localError{err}
+		}
+		seq, err := res.LastInsertId()
+		if err != nil {
+			return nil, nil, &localError{err}
+		}
+		seqs = append(seqs, seq)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE peer = ?`, user); err != nil {
+		return nil, nil, &localError{err}
+	}
+	return pending, seqs, nil
 }
 
 // Accept makes username a contact: their pending requests move into the
@@ -257,20 +310,17 @@ func (c *Client) Accept(ctx context.Context, username string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A disappearing request whose time ran out is not moved.
+	if err := c.sweepExpired(ctx); err != nil {
+		return nil, err
+	}
 	var pending []Entry
 	now := c.now()
 	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
 		var err error
-		if pending, err = requestEntries(ctx, tx, user); err != nil {
+		// Handed over by this call, so Receive does not repeat them.
+		if pending, _, err = moveRequests(ctx, tx, user, true); err != nil {
 			return err
-		}
-		// Handed over by this call: state 1, so Receive does not repeat them.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
-			SELECT peer, 0, message_id, device, sent_ms, received_ms, body, 1 FROM requests WHERE peer = ? ORDER BY seq`, user); err != nil {
-			return &localError{err}
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE peer = ?`, user); err != nil {
-			return &localError{err}
 		}
 		if err := setContact(ctx, tx, user, now, `state = ?`, stateContact); err != nil {
 			return err
@@ -560,16 +610,33 @@ func (c *Client) screenIncoming(ctx context.Context, tx *sql.Tx, a *account, k d
 		// write (client/groups.go).
 		body, err := decodeContent(plaintext)
 		if err != nil {
-			return screen{}, nil // dropped by the caller with this error
+			return screen{}, err // dropped by the caller
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO requests (peer, message_id, device, sent_ms, received_ms, body) VALUES (?, ?, ?, ?, ?, ?)`,
-			k.user, id[:], k.device, body.sent.UnixMilli(), now.UnixMilli(), body.text); err != nil {
+		// Kept as it came but for the erase time, counted from now as
+		// for any message stored (docs/protocol.md §12.3).
+		var replyID []byte
+		var replyAuthor any
+		if body.reply != nil {
+			replyID = body.reply.ID[:]
+			if body.reply.Author != "" {
+				replyAuthor = body.reply.Author
+			}
+		}
+		var expires int64
+		if body.expire > 0 {
+			expires = now.Add(body.expire).UnixMilli()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO requests (peer, message_id, device, sent_ms, received_ms, body,
+			attachment, reply_to, reply_author, expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			k.user, id[:], k.device, body.sent.UnixMilli(), now.UnixMilli(), body.text,
+			body.attBlob, replyID, replyAuthor, expires); err != nil {
 			return screen{}, &localError{err}
 		}
 		if err := setContact(ctx, tx, k.user, now, `state = ?`, stateRequest); err != nil {
 			return screen{}, err
 		}
-		return screen{done: true, events: []Event{&RequestEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now}}}, nil
+		return screen{done: true, events: []Event{&RequestEvent{ID: id, From: k.user, Device: k.device, Sent: body.sent, Received: now,
+			Attachment: body.att}}}, nil
 	case r.state != stateContact && content.GetGroup() == nil && conversationControl(&content):
 		// Until they are accepted they have no conversation here: a
 		// stranger may not show "typing…", set the timer, or touch a

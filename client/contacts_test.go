@@ -1,7 +1,9 @@
 package client
 
 import (
+	"crypto/sha256"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +234,67 @@ func TestStrangersCannotTypeOrSetTheTimer(t *testing.T) {
 	want(t, "bob from a contact", everydayAll(t, bob), "typing carol true", "timer carol 1m0s")
 	if d := timer(); d != time.Minute {
 		t.Fatalf("a contact's timer: %v", d)
+	}
+}
+
+// A file from a stranger waits as a request with its attachment; once
+// accepted, on this device and through the sync copy on the other, it is
+// in the history and downloads intact.
+func TestRequestKeepsItsFile(t *testing.T) {
+	srv := startServer(t)
+	b1 := newUser(t, srv.URL, "bob")
+	carol := newUser(t, srv.URL, "carol")
+	b2 := linkDevice(t, srv.URL, b1, "bob-laptop", false)
+	events(t, b1)
+	ctx := ctxT(t)
+	path, data := writeFile(t, "notes.txt", 200<<10+3)
+	if _, err := carol.SendFile(ctx, "bob", path, "my notes", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []*Client{b1, b2} {
+		var reqs []*RequestEvent
+		if err := b.Receive(ctx, 0, func(e Event) {
+			if r, ok := e.(*RequestEvent); ok {
+				reqs = append(reqs, r)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(reqs) != 1 || reqs[0].Attachment == nil || reqs[0].Attachment.Name != "notes.txt" {
+			t.Fatalf("request events: %+v", reqs)
+		}
+	}
+	reqs, err := b1.Requests(ctx)
+	if err != nil || len(reqs) != 1 || reqs[0].Text != "my notes" || reqs[0].Attachment == nil || reqs[0].Attachment.Size != int64(len(data)) {
+		t.Fatalf("requests: %+v %v", reqs, err)
+	}
+	pending, err := b1.Accept(ctx, "carol")
+	if err != nil || len(pending) != 1 || pending[0].Attachment == nil {
+		t.Fatalf("accept: %+v %v", pending, err)
+	}
+	var synced []*MessageEvent
+	if err := b2.Receive(ctx, 0, func(e Event) {
+		if m, ok := e.(*MessageEvent); ok {
+			synced = append(synced, m)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0].Attachment == nil || synced[0].Text != "my notes" {
+		t.Fatalf("bob's laptop after the acceptance: %+v", synced)
+	}
+	for _, b := range []*Client{b1, b2} {
+		h, err := b.History(ctx, "carol", 0)
+		if err != nil || len(h) != 1 || h[0].Attachment == nil {
+			t.Fatalf("history: %+v %v", h, err)
+		}
+		saved, err := b.Download(ctx, h[0].Attachment, t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(saved)
+		if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+			t.Fatalf("downloaded file differs (%v)", err)
+		}
 	}
 }

@@ -109,14 +109,21 @@ func varintLen(n int) int {
 	return l
 }
 
-// decodedText is what a received Content carries that we can show.
+// decodedText is what a received text or file carries that a message
+// request keeps.
 type decodedText struct {
-	sent time.Time
-	text string
+	sent    time.Time
+	text    string
+	att     *AttachmentInfo // nil if none, or one this version cannot read
+	attBlob []byte          // att's wire encoding, as history stores it
+	reply   *MessageRef
+	expire  time.Duration // 0: not a disappearing message
 }
 
-// decodeContent parses a decrypted Content. Only text is known so far;
-// anything else is an error the caller reports as undisplayable.
+// decodeContent parses a decrypted text or file and checks it as
+// applyText does (docs/protocol.md §12.4): valid UTF-8 within the size
+// limit, a text or a file, a well-formed quote and timer. A file this
+// version cannot read still shows its text.
 func decodeContent(b []byte) (*decodedText, error) {
 	var c wire.Content
 	if err := proto.Unmarshal(b, &c); err != nil {
@@ -126,8 +133,35 @@ func decodeContent(b []byte) (*decodedText, error) {
 	if t == nil {
 		return nil, errors.New("content of a kind this version cannot show")
 	}
-	if !utf8.ValidString(t.GetBody()) {
+	d := &decodedText{sent: time.UnixMilli(c.GetSentMs()), text: t.GetBody()}
+	switch {
+	case !utf8.ValidString(d.text):
 		return nil, errors.New("text is not valid UTF-8")
+	case len(d.text) > MaxTextSize:
+		return nil, &TooLargeError{Size: len(d.text)}
 	}
-	return &decodedText{sent: time.UnixMilli(c.GetSentMs()), text: t.GetBody()}, nil
+	if w := c.GetAttachment(); w != nil {
+		if att, err := attachmentInfo(w); err == nil {
+			blob, err := proto.Marshal(w)
+			if err != nil {
+				return nil, err
+			}
+			d.att, d.attBlob = att, blob
+		}
+	}
+	if d.text == "" && d.att == nil {
+		return nil, errors.New("message is empty")
+	}
+	if r := c.GetReplyTo(); r != nil {
+		ref, err := checkRef(r)
+		if err != nil {
+			return nil, err
+		}
+		d.reply = &ref
+	}
+	if err := checkTimer(c.GetExpireSeconds()); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	d.expire = time.Duration(c.GetExpireSeconds()) * time.Second
+	return d, nil
 }

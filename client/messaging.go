@@ -859,6 +859,8 @@ func (c *Client) sweepExpired(ctx context.Context) error {
 			`DELETE FROM receipts WHERE (peer, message_id) IN (SELECT peer, message_id FROM history WHERE expires_ms > 0 AND expires_ms <= ?)`,
 			// An edit not yet handed over holds the message's new text.
 			`DELETE FROM pending_events WHERE (peer, target) IN (SELECT peer, message_id FROM history WHERE expires_ms > 0 AND expires_ms <= ?)`,
+			// A disappearing message kept as a request goes at its time too.
+			`DELETE FROM requests WHERE expires_ms > 0 AND expires_ms <= ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, now); err != nil {
 				return &localError{err}

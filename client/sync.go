@@ -292,27 +292,14 @@ func acceptBySyncCopy(ctx context.Context, tx *sql.Tx, user string, now time.Tim
 	if err != nil || r.blocked == 1 || r.state == stateContact {
 		return nil, nil, err
 	}
-	pending, err := requestEntries(ctx, tx, user)
+	pending, seqs, err := moveRequests(ctx, tx, user, false)
 	if err != nil {
 		return nil, nil, err
 	}
 	var evs []Event
-	var seqs []int64
 	for _, e := range pending {
-		res, err := tx.ExecContext(ctx, `INSERT INTO history (peer, outgoing, message_id, device, sent_ms, received_ms, body, state)
-			VALUES (?, 0, ?, ?, ?, ?, ?, 0)`, user, e.ID[:], e.Device, e.Sent.UnixMilli(), e.Received.UnixMilli(), e.Text)
-		if err != nil {
-			return nil, nil, &localError{err}
-		}
-		seq, err := res.LastInsertId()
-		if err != nil {
-			return nil, nil, &localError{err}
-		}
-		seqs = append(seqs, seq)
-		evs = append(evs, &MessageEvent{ID: e.ID, From: user, Device: e.Device, Sent: e.Sent, Received: e.Received, Text: e.Text})
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE peer = ?`, user); err != nil {
-		return nil, nil, &localError{err}
+		evs = append(evs, &MessageEvent{ID: e.ID, From: user, Device: e.Device, Sent: e.Sent, Received: e.Received, Text: e.Text,
+			Attachment: e.Attachment, ReplyTo: e.ReplyTo, Expires: e.Expires})
 	}
 	return evs, seqs, setContact(ctx, tx, user, now, `state = ?`, stateContact)
 }
