@@ -51,15 +51,20 @@ func (p printer) request(e *client.RequestEvent) {
 func (c *cmd) printEntries(es []client.Entry, asJSON bool, typ string) {
 	for _, e := range es {
 		if asJSON {
-			b, _ := json.Marshal(jsonMessage{
+			m := jsonMessage{
 				ID: e.ID.String(), From: e.Peer, Device: e.Device,
 				Sent: e.Sent.UTC().Format(jsonTime), Received: e.Received.UTC().Format(jsonTime),
 				Type: typ, Text: e.Text,
-			})
+			}
+			if a := e.Attachment; a != nil {
+				m.Name, m.Size = a.Name, &a.Size
+			}
+			b, _ := json.Marshal(m)
 			fmt.Fprintln(c.stdout, string(b))
 			continue
 		}
-		fmt.Fprintln(c.stdout, formatText(e.Sent, e.Peer, e.Text))
+		fmt.Fprintln(c.stdout, formatMessage(&client.MessageEvent{ID: e.ID, From: e.Peer, Sent: e.Sent, Text: e.Text,
+			Attachment: e.Attachment, ReplyTo: e.ReplyTo}))
 	}
 }
 

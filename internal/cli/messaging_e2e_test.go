@@ -213,3 +213,21 @@ func TestCLIConversationNamedByTwoGroups(t *testing.T) {
 	}
 	alice.ok("timer", "bob", "1m")
 }
+
+// hush requests shows that a stranger's message request is a file.
+func TestCLIRequestShowsItsFile(t *testing.T) {
+	s := startServe(t)
+	bob, carol := register(t, s, "bob"), register(t, s, "carol")
+	src := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(src, []byte("some notes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	carol.ok("send", "bob", "--file", src, "my notes")
+	bob.ok("recv")
+	if out := bob.ok("requests"); !strings.Contains(out, "carol: [file notes.txt, 10 bytes] my notes") {
+		t.Fatalf("hush requests printed %q", out)
+	}
+	if out := bob.ok("requests", "--json"); !strings.Contains(out, `"name":"notes.txt","size":10`) {
+		t.Fatalf("hush requests --json printed %q", out)
+	}
+}
