@@ -602,7 +602,9 @@ func applyReaction(ctx context.Context, tx *sql.Tx, a *account, o origin, r *wir
 		case updated > o.sent.UnixMilli():
 			return nil, nil, fmt.Errorf("%w: %s reacted to message %s after taking a reaction back", errIgnored, reactor, ref.ID)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`, o.conv, ref.ID[:], reactor)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM reactions WHERE peer = ? AND message_id = ? AND reactor = ?`, o.conv, ref.ID[:], reactor); err != nil {
+			return nil, nil, &localError{err}
+		}
 	} else {
 		// A later reaction replaces an earlier one; one sent earlier
 		// (claimed time) that arrives later does not.
