@@ -112,7 +112,7 @@ const usageText = `usage:
   hush [--server URL] [--home DIR] recovery-key
   hush [--server URL] [--home DIR] restore USERNAME --recovery-key K [--name NAME]
   hush [--server URL] [--home DIR] requests [--json]         (messages from people not in your contacts)
-  hush [--server URL] [--home DIR] accept USERNAME
+  hush [--server URL] [--home DIR] accept USERNAME [--json] [--download-dir DIR]   (shows the request's messages as recv would)
   hush [--server URL] [--home DIR] block USERNAME
   hush [--server URL] [--home DIR] unblock USERNAME
   hush [--server URL] [--home DIR] contacts [--json]

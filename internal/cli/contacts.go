@@ -103,23 +103,45 @@ func (c *cmd) oneUser(name string, args []string) (string, error) {
 }
 
 func (c *cmd) accept(ctx context.Context, args []string) error {
-	user, err := c.oneUser("accept", args)
-	if err != nil {
+	fs := newFlags("accept")
+	asJSON := fs.Bool("json", false, "one JSON object per message, as recv --json")
+	dir := fs.String("download-dir", "", "save the files among the accepted messages in this directory")
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() < 1 {
+		return usagef("accept takes one USERNAME")
+	}
+	// Flags may follow the name too.
+	user := fs.Arg(0)
+	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("accept takes one USERNAME")
 	}
 	cl, _, err := c.openAccount()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, contactTimeout)
+	actx, cancel := context.WithTimeout(ctx, contactTimeout)
 	defer cancel()
-	es, err := cl.Accept(ctx, user)
+	es, err := cl.Accept(actx, user)
 	if err != nil {
 		return err
 	}
-	c.printEntries(es, false, "text")
-	if len(es) == 0 {
+	if *dir != "" {
+		limitFileMemory()
+	}
+	// The accepted messages are shown (and their files saved) as recv
+	// would have shown them: accepting hands them over.
+	p := printer{c: c, json: *asJSON, ctx: ctx, cl: cl, dir: *dir}
+	for _, e := range es {
+		p.event(&client.MessageEvent{ID: e.ID, From: e.Peer, Device: e.Device, Sent: e.Sent, Received: e.Received,
+			Text: e.Text, Attachment: e.Attachment, ReplyTo: e.ReplyTo})
+	}
+	if len(es) == 0 && !*asJSON {
 		fmt.Fprintf(c.stdout, "%s is now a contact (no pending messages)\n", user)
 	}
 	return nil

@@ -230,4 +230,14 @@ func TestCLIRequestShowsItsFile(t *testing.T) {
 	if out := bob.ok("requests", "--json"); !strings.Contains(out, `"name":"notes.txt","size":10`) {
 		t.Fatalf("hush requests --json printed %q", out)
 	}
+	// Accepting hands the messages over: --download-dir saves the file.
+	dir := t.TempDir()
+	out := bob.ok("accept", "carol", "--download-dir", dir, "--json")
+	saved := filepath.Join(dir, "notes.txt")
+	if got, err := os.ReadFile(saved); err != nil || string(got) != "some notes" {
+		t.Fatalf("accept --download-dir saved %q (%v); printed %s", got, err, out)
+	}
+	if !strings.Contains(out, `"file":"`+saved+`"`) || !strings.Contains(out, `"type":"file"`) {
+		t.Fatalf("accept --json printed %s", out)
+	}
 }
