@@ -131,3 +131,64 @@ func TestCallNewOfferFromPeerInACallIsBusy(t *testing.T) {
 	}
 	alice.quiet()
 }
+
+// An answer to alice's call is queued ahead of bob's winning offer: the
+// offer finds her call still ringing, but once it is handled the call is
+// answered. It goes on with the laptop under its own id, and bob's phone
+// is told she is busy.
+func TestCallGlareAfterAnAnswerQueuedIsBusy(t *testing.T) {
+	_, a, b, b2c := threeDevices(t)
+	bobSent, laptopSent := make(chan *wire.CallSignal, 64), make(chan *wire.CallSignal, 64)
+	alice := newDevice(t, "alice", a, devOpts{noLoop: true})
+	// A short ring, so that a call never told busy fails the test soon.
+	bob := newDevice(t, "bob", b, devOpts{noLoop: true, signal: watchInto(bobSent), ring: 20 * time.Second})
+	laptop := newDevice(t, "bob-laptop", b2c, devOpts{signal: watchInto(laptopSent)})
+
+	ac, err := alice.phone.dial(ctxT(t), "bob", Options{}, callID(0xff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := laptop.until(Ringing).Call.Answer(Media{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, laptopSent, "answer", func(s *wire.CallSignal) bool { return s.GetAnswer() != nil })
+	if _, err := bob.phone.dial(ctxT(t), "alice", Options{}, callID(0x01)); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, bobSent, "offer", func(s *wire.CallSignal) bool { return s.GetOffer() != nil })
+
+	// Alice's call handles nothing until her phone has taken bob's offer.
+	release := make(chan struct{})
+	ac.post(func() { <-release })
+	alice.listen()
+	for offer := false; !offer; {
+		select {
+		case e := <-alice.seen:
+			if c, ok := e.(*client.CallEvent); ok && c.Signal.GetOffer() != nil {
+				offer = true
+			}
+		case <-time.After(guard):
+			t.Fatal("alice did not receive bob's offer")
+		}
+	}
+	close(release)
+	bob.listen()
+	if e := bob.next(); e.State != Calling {
+		t.Fatalf("bob's call is %s first", e.State)
+	}
+	if e := bob.next(); e.State != Ended || e.Reason != ReasonBusy {
+		t.Fatalf("bob's call went %s (%s: %v), not ended as busy", e.State, e.Reason, e.Err)
+	}
+	alice.until(Connected)
+	laptop.until(Connected)
+	if want := hex.EncodeToString(callID(0xff)); ac.ID() != want || ac.Incoming() {
+		t.Fatalf("alice's call is %s (incoming %v), not her own %s", ac.ID(), ac.Incoming(), want)
+	}
+	x, y := hangupBoth(t, ac, alice, laptop)
+	if x.Reason != ReasonHangup || y.Reason != ReasonRemoteHangup {
+		t.Fatalf("ended with %s / %s", x.Reason, y.Reason)
+	}
+	if _, err := alice.phone.Dial(ctxT(t), "bob", Options{}); err != nil {
+		t.Fatalf("alice cannot call after her call ended: %v", err)
+	}
+}
