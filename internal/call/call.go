@@ -84,6 +84,9 @@ type Config struct {
 	// IsContact reports whether user is an accepted contact; calls with
 	// anyone else are relay-only. Nil treats everyone as a stranger.
 	IsContact func(ctx context.Context, user string) (bool, error)
+	// AlwaysRelay makes every call of this phone relay-only, incoming ones
+	// too (the caller then learns no address of this device).
+	AlwaysRelay bool
 	// RingTimeout is DefaultRingTimeout if zero.
 	RingTimeout time.Duration
 	// Loopback restricts ICE to loopback addresses (and allows them, which
@@ -256,7 +259,7 @@ func (p *Phone) dial(ctx context.Context, peer string, opts Options, id []byte) 
 	if err := opts.Media.Check(); err != nil {
 		return nil, err
 	}
-	relay := opts.RelayOnly
+	relay := opts.RelayOnly || p.cfg.AlwaysRelay
 	if !relay {
 		contact, err := p.isContact(ctx, user)
 		if err != nil {
@@ -376,7 +379,7 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 		return
 	}
 	o := s.GetOffer()
-	c = p.newCall(s.GetCallId(), e.From, true, o.GetVideo(), o.GetRelayOnly() || !e.Contact, Media{})
+	c = p.newCall(s.GetCallId(), e.From, true, o.GetVideo(), o.GetRelayOnly() || !e.Contact || p.cfg.AlwaysRelay, Media{})
 	c.peerDevice = e.Device
 	c.offer = o.GetSdp()
 	c.state = Ringing
@@ -720,7 +723,7 @@ func (c *Call) yield(e *client.CallEvent) {
 	c.p.mu.Unlock()
 	c.mu.Lock()
 	c.video = c.video || o.GetVideo()
-	c.relayOnly = c.relayOnly || o.GetRelayOnly() || !e.Contact
+	c.relayOnly = c.relayOnly || o.GetRelayOnly() || !e.Contact || c.p.cfg.AlwaysRelay
 	c.mu.Unlock()
 	c.peerDevice = e.Device
 	c.offer = o.GetSdp()

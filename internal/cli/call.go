@@ -23,7 +23,6 @@ import (
 func (c *cmd) callCmd(ctx context.Context, args []string) error {
 	fs := newFlags("call")
 	video := fs.Bool("video", false, "a video call")
-	relay := fs.Bool("relay-only", false, "media only through the server's TURN relay (hides your address)")
 	f := callFlags(fs)
 	duration := fs.Duration("duration", 0, "hang up this long after connecting (0: when the other side does)")
 	if err := parseFlags(fs, args); err != nil {
@@ -50,7 +49,7 @@ func (c *cmd) callCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.close()
-	cl, err := s.phone.Dial(ctx, args[0], call.Options{Video: *video, RelayOnly: *relay, Media: f.media()})
+	cl, err := s.phone.Dial(ctx, args[0], call.Options{Video: *video, RelayOnly: *f.relay, Media: f.media()})
 	if err != nil {
 		return err
 	}
@@ -126,7 +125,7 @@ func (c *cmd) answer(ctx context.Context, args []string) error {
 type callOpts struct {
 	audioIn, videoIn, recordDir *string
 	ring                        *time.Duration
-	json                        *bool
+	json, relay                 *bool
 }
 
 func callFlags(fs interface {
@@ -140,6 +139,7 @@ func callFlags(fs interface {
 		recordDir: fs.String("record-dir", "", "record what the other side sends to this directory"),
 		ring:      fs.Duration("ring-timeout", call.DefaultRingTimeout, "how long to ring, and to connect after the answer"),
 		json:      fs.Bool("json", false, "one JSON object per event"),
+		relay:     fs.Bool("relay-only", false, "media only through the server's TURN relay (the other side never learns your address)"),
 	}
 }
 
@@ -187,6 +187,7 @@ func (c *cmd) startPhone(ctx context.Context, f *callOpts) (*phoneSession, error
 			return k.State == client.Accepted, err
 		},
 		RingTimeout: *f.ring,
+		AlwaysRelay: *f.relay,
 		Loopback:    loopbackServer(info.Server),
 		Events:      s.event,
 	})

@@ -204,6 +204,21 @@ func TestCallE2ERelayOnlyTimeoutAndUsage(t *testing.T) {
 		}
 	}
 
+	// The callee may ask for it too: bob's side then shows alice no
+	// address but the relay's.
+	wait = bob.background("answer", "--auto", "--json", "--relay-only")
+	ar = alice.run("", "call", "bob", "--json", "--duration", "500ms")
+	br = wait()
+	if ar.code != 0 || br.code != 0 {
+		t.Fatalf("call exit %d: %s%s\nanswer exit %d: %s%s", ar.code, ar.stdout, ar.stderr, br.code, br.stdout, br.stderr)
+	}
+	if c := callEvents(t, br.stdout)["connected"]; c.Local != "relay" || !c.RelayOnly {
+		t.Fatalf("answer --relay-only connected as %+v", c)
+	}
+	if c := callEvents(t, ar.stdout)["connected"]; c.Remote != "relay" {
+		t.Fatalf("the caller of a relay-only callee connected as %+v", c)
+	}
+
 	// Nobody answers.
 	r := alice.run("", "call", "bob", "--ring-timeout", "1s")
 	if r.code != 1 || !strings.Contains(r.stderr, "unanswered: timeout") || !strings.Contains(r.stdout, "ended: timeout") {

@@ -39,7 +39,7 @@
 //	hush [--server URL] [--home DIR] timer USERNAME|GROUP DURATION|off
 //	hush [--server URL] [--home DIR] call USERNAME [--video] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
 //	                                   [--record-dir DIR] [--duration D] [--ring-timeout D] [--json]
-//	hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--audio-in F.ogg] [--video-in F.ivf]
+//	hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
 //	                                   [--record-dir DIR] [--ring-timeout D] [--json]
 //
 // Errors are one line on stderr starting "hush: ". Exit codes: 0 success,
@@ -137,7 +137,7 @@ const usageText = `usage:
       (MSGID: the id send and reply print, or the "id" recv --json shows)
   hush [--server URL] [--home DIR] call USERNAME [--video] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
                                    [--record-dir DIR] [--duration D] [--ring-timeout D] [--json]
-  hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--audio-in F.ogg] [--video-in F.ivf]
+  hush [--server URL] [--home DIR] answer [--auto] [--wait D] [--relay-only] [--audio-in F.ogg] [--video-in F.ivf]
                                    [--record-dir DIR] [--ring-timeout D] [--json]
 
 --server defaults to $HUSH_SERVER, else the server the home registered with,
