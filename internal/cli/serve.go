@@ -2,7 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"syscall"
 
 	"github.com/hush-chat/hush/internal/server"
 	"github.com/hush-chat/hush/internal/server/pow"
@@ -66,6 +70,9 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	cfg.TURN = turnCfg
 	srv, err := server.New(cfg)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) && strings.Contains(err.Error(), "turnrelay") {
+			return fmt.Errorf("%w (is another TURN server running? give --turn-listen another address, or --turn-listen off)", err)
+		}
 		return err
 	}
 	return srv.ListenAndServe(ctx)

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +55,20 @@ func TestTURNFlags(t *testing.T) {
 		if _, err := tf.config(); err == nil {
 			t.Errorf("%q accepted", args)
 		}
+	}
+}
+
+// A TURN port someone else holds stops serve with a hint at the flag.
+func TestServeTURNPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stdout, stderr strings.Builder
+	code := Run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--data", t.TempDir(), "--pow-bits", "0",
+		"--turn-listen", ln.Addr().String()}, Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }})
+	if code != exitError || !strings.Contains(stderr.String(), "address already in use") || !strings.Contains(stderr.String(), "--turn-listen off") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 }
