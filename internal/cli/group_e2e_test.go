@@ -202,6 +202,15 @@ func TestCLIGroupCanaryNeverReachesServer(t *testing.T) {
 	const name = "CANARY-GROUP-heron-5521-Ω"
 	id := strings.TrimSpace(alice.ok("group", "create", name, "--members", "bob,carol"))
 	alice.ok("group", "send", name, "group canary text 8832-lynx")
+	// A file too: neither its content nor its name may reach the server.
+	fileContent := bytes.Repeat([]byte("CANARY-FILE-CONTENT-osprey-7710 "), 4096)
+	fileName := "canary-osprey-7710-plans.txt"
+	src := filepath.Join(t.TempDir(), fileName)
+	if err := os.WriteFile(src, fileContent, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alice.ok("group", "send", name, "--file", src)
+	dl := t.TempDir()
 	raw, err := hex.DecodeString(id)
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +225,7 @@ func TestCLIGroupCanaryNeverReachesServer(t *testing.T) {
 		"group name": []byte(name), "group id": []byte(id), "raw group id": raw,
 		"member list": []byte("alice,bob,carol"), "encoded member list": members,
 		"group text": []byte("group canary text 8832-lynx"),
+		"file content": []byte("CANARY-FILE-CONTENT-osprey-7710"), "file name": []byte(fileName),
 	}
 	check := func(when string) {
 		t.Helper()
@@ -246,11 +256,14 @@ func TestCLIGroupCanaryNeverReachesServer(t *testing.T) {
 		}
 	}
 	check("while queued")
-	out := carol.ok("recv", "--json")
+	out := carol.ok("recv", "--json", "--download-dir", dl)
 	check("after delivery")
 	s.stop()
 	check("after shutdown")
 	if !strings.Contains(out, name) || !strings.Contains(out, id) {
 		t.Errorf("carol's own output lacks the group: the canary test is blind (%q)", out)
+	}
+	if got, err := os.ReadFile(filepath.Join(dl, fileName)); err != nil || !bytes.Equal(got, fileContent) {
+		t.Errorf("carol did not save the file (%v): the canary test is blind", err)
 	}
 }
