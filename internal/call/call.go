@@ -66,6 +66,22 @@ const DefaultRingTimeout = client.CallMaxAge
 // signalTimeout bounds the sending of one signal.
 const signalTimeout = 15 * time.Second
 
+// Bounds on what a peer, or anyone who can send this device a message,
+// can make a Phone hold.
+const (
+	// maxBusyReplies bounds the CallBusy replies being sent at once: a
+	// flood of offers while in a call must not pile up goroutines. An
+	// offer beyond it gets no reply; its caller rings until its timeout.
+	maxBusyReplies = 8
+	// maxRemoteCandidates bounds the ICE candidates one device of the
+	// peer may send for a call (a real device sends a few, one per
+	// interface and type): each one is kept and checked, with packets
+	// sent to the address it names.
+	maxRemoteCandidates = 64
+	// maxEndedCalls bounds the call ids remembered as over (endedCalls).
+	maxEndedCalls = 256
+)
+
 // Signaller sends call signals end to end encrypted: *client.Client.
 type Signaller interface {
 	SendCall(ctx context.Context, to string, sig *wire.CallSignal) error
@@ -161,6 +177,13 @@ type Phone struct {
 	calls  map[string]*Call // live calls by call id
 	closed bool
 	busy   sync.WaitGroup // busy replies being sent
+	busyN  int            // how many, at most maxBusyReplies
+	// ended remembers, for client.CallMaxAge, the ids of calls that are
+	// over: that ended here, or that a hangup said were over before their
+	// offer arrived (a sibling device answered or declined, or the caller
+	// gave up, and the offer was delivered late). An offer for one of
+	// them does not ring.
+	ended map[string]endedCall
 
 	evMu   sync.Mutex
 	evCond *sync.Cond
@@ -180,7 +203,7 @@ func New(cfg Config) (*Phone, error) {
 	if cfg.Events == nil {
 		cfg.Events = func(Event) {}
 	}
-	p := &Phone{cfg: cfg, calls: map[string]*Call{}, evDone: make(chan struct{})}
+	p := &Phone{cfg: cfg, calls: map[string]*Call{}, ended: map[string]endedCall{}, evDone: make(chan struct{})}
 	p.evCond = sync.NewCond(&p.evMu)
 	go p.dispatch()
 	return p, nil
@@ -346,6 +369,10 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 	}
 	c := p.calls[id]
 	if c != nil || s.GetOffer() == nil || e.From == p.cfg.Self {
+		if c == nil && s.GetHangup() != nil {
+			// Delivered ahead of its offer, if any: that must not ring.
+			p.remember(id, e.From)
+		}
 		p.mu.Unlock()
 		if c != nil {
 			c.post(func() { c.onSignal(e) })
@@ -353,6 +380,10 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 		return // a signal of no call of ours
 	}
 	// A new offer.
+	if p.over(id, e.From) {
+		p.mu.Unlock()
+		return
+	}
 	for _, o := range p.calls {
 		if o.peer != e.From || o.incoming || o.state != Calling && o.state != Ringing {
 			continue
@@ -392,7 +423,12 @@ func (p *Phone) handleSignal(e *client.CallEvent) {
 // refuse answers the offer of call id from peer with CallBusy, best
 // effort and bounded: the caller times out otherwise. p.mu is held, so
 // that Close waits for it.
+// At most maxBusyReplies are under way; beyond that an offer gets none.
 func (p *Phone) refuse(peer string, id []byte) {
+	if p.busyN >= maxBusyReplies {
+		return
+	}
+	p.busyN++
 	p.busy.Add(1)
 	busy := &wire.CallSignal{CallId: id, Device: p.cfg.Device, Kind: &wire.CallSignal_Busy{Busy: &wire.CallBusy{}}}
 	go func() {
@@ -400,7 +436,46 @@ func (p *Phone) refuse(peer string, id []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
 		defer cancel()
 		p.cfg.Signal.SendCall(ctx, peer, busy) //nolint:errcheck
+		p.mu.Lock()
+		p.busyN--
+		p.mu.Unlock()
 	}()
+}
+
+// endedCall is a call id remembered as over (Phone.ended).
+type endedCall struct {
+	from string // who said so: the peer, or this account (any offer)
+	at   time.Time
+}
+
+// remember (p.mu held) notes that user from said call id is over.
+func (p *Phone) remember(id, from string) {
+	now := time.Now()
+	if old, ok := p.ended[id]; ok && old.from == p.cfg.Self && now.Sub(old.at) <= client.CallMaxAge {
+		from = p.cfg.Self // the own account's word covers every caller
+	}
+	if _, ok := p.ended[id]; !ok && len(p.ended) >= maxEndedCalls {
+		oldest := ""
+		for k, v := range p.ended {
+			if now.Sub(v.at) > client.CallMaxAge {
+				delete(p.ended, k)
+			} else if oldest == "" || v.at.Before(p.ended[oldest].at) {
+				oldest = k
+			}
+		}
+		if len(p.ended) >= maxEndedCalls {
+			delete(p.ended, oldest)
+		}
+	}
+	p.ended[id] = endedCall{from: from, at: now}
+}
+
+// over (p.mu held) reports whether an offer of call id from caller is for
+// a call known to be over. Only a signal younger than client.CallMaxAge
+// is handed over, so an entry older than that has done its work.
+func (p *Phone) over(id, caller string) bool {
+	e, ok := p.ended[id]
+	return ok && time.Since(e.at) <= client.CallMaxAge && (e.from == caller || e.from == p.cfg.Self)
 }
 
 func (p *Phone) newCall(id []byte, peer string, incoming, video, relay bool, m Media) *Call {
@@ -408,6 +483,7 @@ func (p *Phone) newCall(id []byte, peer string, incoming, video, relay bool, m M
 		p: p, id: append([]byte(nil), id...), peer: peer, incoming: incoming, video: video, relayOnly: relay, media: m,
 		ops: make(chan func(), 256), stopped: make(chan struct{}), done: make(chan struct{}),
 		out: make(chan outgoing, 64), outDone: make(chan struct{}), mediaDone: make(chan struct{}), pending: map[uint32][]webrtc.ICECandidateInit{},
+		candidates: map[uint32]int{},
 	}
 }
 
@@ -438,6 +514,7 @@ type Call struct {
 	offer      string // callee: the offer's SDP
 	pc         *webrtc.PeerConnection
 	pending    map[uint32][]webrtc.ICECandidateInit // remote candidates before their description
+	candidates map[uint32]int                       // remote candidates received, by device
 	timer      *time.Timer
 	remoteSet  bool // the peer's description is set
 	audio      *webrtc.TrackLocalStaticSample
@@ -728,6 +805,7 @@ func (c *Call) yield(e *client.CallEvent) {
 	c.peerDevice = e.Device
 	c.offer = o.GetSdp()
 	c.pending = map[uint32][]webrtc.ICECandidateInit{}
+	c.candidates = map[uint32]int{}
 	c.setState(Ringing)
 	if err := c.answer(c.media); err != nil {
 		c.end(ReasonFailed, err, c.toPeer(hangup(c.id, wire.CallHangup_FAILED, c.p.cfg.Device)))
@@ -822,9 +900,8 @@ func (c *Call) onCallerSignal(e *client.CallEvent) {
 	}
 	switch k := s.GetKind().(type) {
 	case *wire.CallSignal_Ice:
-		cand, err := parseCandidate(k.Ice.GetCandidate())
-		if err != nil {
-			c.fail(fmt.Errorf("%s sent a bad ICE candidate: %v", c.peer, err))
+		cand, ok := c.remoteCandidate(e.Device, k.Ice)
+		if !ok {
 			return
 		}
 		c.pending[0] = append(c.pending[0], cand)
@@ -875,9 +952,8 @@ func (c *Call) onCalleeSignal(e *client.CallEvent) {
 		c.addPending(e.Device)
 		c.connecting()
 	case *wire.CallSignal_Ice:
-		cand, err := parseCandidate(k.Ice.GetCandidate())
-		if err != nil {
-			c.fail(fmt.Errorf("%s sent a bad ICE candidate: %v", c.peer, err))
+		cand, ok := c.remoteCandidate(e.Device, k.Ice)
+		if !ok {
 			return
 		}
 		c.pending[e.Device] = append(c.pending[e.Device], cand)
@@ -903,6 +979,21 @@ func remoteReason(r wire.CallHangup_Reason) (Reason, error) {
 		return ReasonFailed, errors.New("the call failed on the other side")
 	}
 	return ReasonRemoteHangup, nil
+}
+
+// remoteCandidate (actor) parses a candidate from the peer's device and
+// counts it; a bad one, or one too many, fails the call.
+func (c *Call) remoteCandidate(device uint32, ice *wire.CallIce) (webrtc.ICECandidateInit, bool) {
+	if c.candidates[device]++; c.candidates[device] > maxRemoteCandidates {
+		c.fail(fmt.Errorf("%s sent more than %d ICE candidates", c.peer, maxRemoteCandidates))
+		return webrtc.ICECandidateInit{}, false
+	}
+	cand, err := parseCandidate(ice.GetCandidate())
+	if err != nil {
+		c.fail(fmt.Errorf("%s sent a bad ICE candidate: %v", c.peer, err))
+		return webrtc.ICECandidateInit{}, false
+	}
+	return cand, true
 }
 
 // addPending (actor) hands the buffered remote candidates of device to
@@ -1144,6 +1235,7 @@ func (c *Call) end(reason Reason, err error, final ...outgoing) {
 			delete(c.p.calls, id)
 		}
 	}
+	c.p.remember(string(c.id), c.peer)
 	c.p.mu.Unlock()
 	close(c.stopped)
 	if c.timer != nil {
