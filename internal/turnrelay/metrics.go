@@ -30,7 +30,7 @@ func newMetrics() *metrics {
 		fromPeers: relayed.WithLabelValues("from_peer"),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hush_turn_refused_total",
-			Help: "TURN requests refused, by reason (auth, quota, peer_address).",
+			Help: "TURN requests and relayed datagrams refused, by reason (auth, quota, peer_address, own_address).",
 		}, []string{"reason"}),
 	}
 }

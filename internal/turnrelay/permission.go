@@ -1,8 +1,10 @@
 package turnrelay
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"sync"
 )
 
 // blocked are the peer ranges a relay refuses unless AllowPrivate is set
@@ -54,4 +56,87 @@ func publicPeer(ip net.IP) bool {
 		}
 	}
 	return true
+}
+
+// errOwnAddress: a relayed datagram addressed to the relay host itself.
+var errOwnAddress = errors.New("turnrelay: refused to relay to the relay's own address")
+
+// selfGuard keeps relayed sockets from sending to the relay host itself,
+// which the permission check cannot see: permissions name an IP address
+// only, and the host's own public address passes as public. A datagram
+// to the relay's own TURN port would make the relay its own client (an
+// allocation made from the relay's address escapes the per-IP cap, and
+// relays can be chained in loops); one to another port of the host
+// reaches whatever listens there on UDP, services a firewall keeps from
+// the outside. So a relayed socket may send to the host's own addresses
+// only at another live relayed port: both sides of a call relayed here.
+// With AllowPrivate (local deployments, where the peers' own sockets are
+// on the same host) only the TURN port is refused.
+type selfGuard struct {
+	turnPort int
+	strict   bool                // only relayed ports of own addresses
+	own      map[netip.Addr]bool // the host's addresses
+	mu       sync.Mutex
+	relayed  map[int]int // live relayed ports; a count, as IPv4 and IPv6 sockets may share one
+}
+
+// newSelfGuard knows the host by the listen and public IPs and the
+// addresses of its interfaces.
+func newSelfGuard(turnPort int, strict bool, ips ...net.IP) *selfGuard {
+	g := &selfGuard{turnPort: turnPort, strict: strict, own: map[netip.Addr]bool{}, relayed: map[int]int{}}
+	add := func(ip net.IP) {
+		if a, ok := netip.AddrFromSlice(ip); ok && !a.Unmap().IsUnspecified() {
+			g.own[a.Unmap()] = true
+		}
+	}
+	for _, ip := range ips {
+		add(ip)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil { // none known: the listed ones still count
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				add(n.IP)
+			}
+		}
+	}
+	return g
+}
+
+func (g *selfGuard) opened(port int) {
+	g.mu.Lock()
+	g.relayed[port]++
+	g.mu.Unlock()
+}
+
+func (g *selfGuard) closed(port int) {
+	g.mu.Lock()
+	if g.relayed[port]--; g.relayed[port] <= 0 {
+		delete(g.relayed, port)
+	}
+	g.mu.Unlock()
+}
+
+// allow reports whether a relayed socket may send to dst.
+func (g *selfGuard) allow(dst net.Addr) bool {
+	u, ok := dst.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	a, ok := netip.AddrFromSlice(u.IP)
+	if !ok {
+		return false
+	}
+	a = a.Unmap()
+	if !g.own[a] && !a.IsUnspecified() {
+		return true
+	}
+	if u.Port == g.turnPort {
+		return false
+	}
+	if !g.strict {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.relayed[u.Port] > 0
 }

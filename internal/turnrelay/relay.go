@@ -136,6 +136,7 @@ func Listen(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	port := udp.LocalAddr().(*net.UDPAddr).Port
+	guard := newSelfGuard(port, !cfg.AllowPrivate, listenIP, public)
 	r := &Relay{
 		udp:    udp,
 		tcp:    &capListener{Listener: tcp, max: pick(cfg.MaxTCPConnsPerIP, DefaultMaxTCPConnsPerIP), conns: map[string]int{}},
@@ -158,7 +159,7 @@ func Listen(cfg Config) (*Relay, error) {
 		if cfg.MinPort != 0 {
 			inner = &turn.RelayAddressGeneratorPortRange{RelayAddress: public, Address: host, MinPort: cfg.MinPort, MaxPort: cfg.MaxPort}
 		}
-		return &countingGenerator{inner: inner, m: m}
+		return &countingGenerator{inner: inner, m: m, guard: guard}
 	}
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:         cfg.Realm,
@@ -326,10 +327,12 @@ func remoteIP(a net.Addr) string {
 }
 
 // countingGenerator allocates relayed sockets through inner and counts the
-// bytes they carry. It relays UDP only (RFC 6062 TCP relaying is off).
+// bytes they carry, refusing to send where guard says no. It relays UDP
+// only (RFC 6062 TCP relaying is off).
 type countingGenerator struct {
 	inner turn.RelayAddressGenerator
 	m     *metrics
+	guard *selfGuard
 }
 
 func (g *countingGenerator) Validate() error { return g.inner.Validate() }
@@ -340,7 +343,9 @@ func (g *countingGenerator) AllocatePacketConn(network string, port int) (net.Pa
 		return nil, nil, err
 	}
 	setBuffers(c, relayBuffer)
-	return &countingConn{PacketConn: c, m: g.m}, a, nil
+	local := c.LocalAddr().(*net.UDPAddr).Port
+	g.guard.opened(local)
+	return &countingConn{PacketConn: c, m: g.m, guard: g.guard, port: local}, a, nil
 }
 
 func (g *countingGenerator) AllocateConn(string, int) (net.Conn, net.Addr, error) {
@@ -349,7 +354,15 @@ func (g *countingGenerator) AllocateConn(string, int) (net.Conn, net.Addr, error
 
 type countingConn struct {
 	net.PacketConn
-	m *metrics
+	m     *metrics
+	guard *selfGuard
+	port  int
+	once  sync.Once
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() { c.guard.closed(c.port) })
+	return c.PacketConn.Close()
 }
 
 func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
@@ -361,6 +374,10 @@ func (c *countingConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (c *countingConn) WriteTo(p []byte, a net.Addr) (int, error) {
+	if !c.guard.allow(a) {
+		c.m.refused.WithLabelValues("own_address").Inc()
+		return 0, errOwnAddress
+	}
 	n, err := c.PacketConn.WriteTo(p, a)
 	if n > 0 {
 		c.m.toPeers.Add(float64(n))

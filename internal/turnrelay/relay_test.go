@@ -414,3 +414,67 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestRelayRefusesItsOwnTURNPort: an allocation may not send to the
+// relay's own TURN port (the relay would be its own client), even with
+// AllowPrivate; a peer on the same address is reached as before.
+func TestRelayRefusesItsOwnTURNPort(t *testing.T) {
+	r := startRelay(t, nil)
+	cred := issue(t, "dev", time.Now().Add(time.Minute))
+	c := turnClient(t, r, cred.Username, cred.Password, false)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	req, err := stun.Build(stun.TransactionID, stun.BindingRequest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.WriteTo(req.Raw, r.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	// The relay handles a client's datagrams in order: once the peer has
+	// this one, the one before was dealt with.
+	relayTo(t, relay, udpPeer(t), []byte("to the peer"))
+	if n := testutil.ToFloat64(r.m.refused.WithLabelValues("own_address")); n != 1 {
+		t.Fatalf("own_address refusals = %v, want 1", n)
+	}
+}
+
+// TestSelfGuard: without AllowPrivate a relayed socket reaches the host's
+// own addresses only at live relayed ports (relay to relay); with it,
+// everything but the TURN port.
+func TestSelfGuard(t *testing.T) {
+	own := net.ParseIP("203.0.113.7")
+	addr := func(s string, port int) net.Addr { return &net.UDPAddr{IP: net.ParseIP(s), Port: port} }
+	strict := newSelfGuard(3478, true, net.IPv4zero, own)
+	strict.opened(50000)
+	for _, c := range []struct {
+		dst  net.Addr
+		want bool
+	}{
+		{addr("203.0.113.7", 3478), false},
+		{addr("203.0.113.7", 50000), true},
+		{addr("203.0.113.7", 53), false},
+		{addr("::ffff:203.0.113.7", 53), false},
+		{addr("::ffff:203.0.113.7", 50000), true},
+		{addr("0.0.0.0", 3478), false},
+		{addr("::", 53), false},
+		{addr("198.51.100.1", 3478), true},
+		{addr("198.51.100.1", 53), true},
+		{&net.TCPAddr{IP: net.ParseIP("198.51.100.1"), Port: 53}, false},
+	} {
+		if got := strict.allow(c.dst); got != c.want {
+			t.Errorf("strict: allow(%v) = %v, want %v", c.dst, got, c.want)
+		}
+	}
+	strict.closed(50000)
+	if strict.allow(addr("203.0.113.7", 50000)) {
+		t.Error("strict: a closed relayed port is still allowed")
+	}
+	loose := newSelfGuard(3478, false, own)
+	if !loose.allow(addr("203.0.113.7", 53)) || loose.allow(addr("203.0.113.7", 3478)) || loose.allow(addr("0.0.0.0", 3478)) {
+		t.Error("AllowPrivate: want every own port but the TURN port")
+	}
+}
