@@ -3,6 +3,7 @@ package call
 import (
 	"context"
 	"encoding/hex"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -155,5 +156,47 @@ func TestCallTooManyCandidatesFailsTheCall(t *testing.T) {
 	}
 	if n := sig.count(func(s *wire.CallSignal) bool { return s.GetHangup().GetReason() == wire.CallHangup_FAILED }); n != 1 {
 		t.Fatalf("%d FAILED hangups sent, want 1", n)
+	}
+}
+
+// Candidate lines inside the offer count towards the same bound: a
+// description stuffed with them fails the call when answered.
+func TestCallOfferWithTooManyCandidatesFailsTheAnswer(t *testing.T) {
+	bob := bareDevice(t, &recorder{})
+	sdp := "v=0\r\n" + strings.Repeat("a=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\n", maxRemoteCandidates+1)
+	bob.phone.Handle(signal("alice", 7, callID(0x01), &wire.CallSignal{Kind: &wire.CallSignal_Offer{Offer: &wire.CallOffer{Sdp: sdp}}}))
+	e := bob.until(Ringing)
+	if err := e.Call.Answer(Media{}); err == nil || !strings.Contains(err.Error(), "ICE candidates") {
+		t.Fatalf("answer: %v, want too many candidates", err)
+	}
+	if e := bob.ended(); e.Reason != ReasonFailed || !strings.Contains(e.Err.Error(), "ICE candidates") {
+		t.Fatalf("ended with %s (%v)", e.Reason, e.Err)
+	}
+}
+
+// A recording is bounded: the peer decides how much it sends, so past
+// the limit the call fails rather than fill the disk.
+func TestCallRecordingPastItsLimitFailsTheCall(t *testing.T) {
+	_, alice, bob := pair(t, devOpts{})
+	dir := t.TempDir()
+	ac, bc, _, _ := connect(t, alice, bob, Options{Media: Media{AudioIn: aOgg}}, Media{RecordDir: dir, RecordLimit: 1000})
+	be, ae := bob.ended(), alice.ended()
+	if r, err := bc.Result(); r != ReasonFailed || !strings.Contains(err.Error(), "more than 1000 bytes") {
+		t.Fatalf("bob's call ended with %s (%v), want failed for the recording's size", r, err)
+	}
+	if ae.Reason != ReasonFailed || ac != ae.Call {
+		t.Fatalf("alice's call ended with %s (%v), want failed", ae.Reason, ae.Err)
+	}
+	if len(be.Recordings) != 1 {
+		t.Fatalf("recordings %v, want bob's audio", be.Recordings)
+	}
+	for _, p := range be.Recordings {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > 2000 { // the limit, plus the Ogg headers and pages
+			t.Fatalf("%s holds %d bytes", p, st.Size())
+		}
 	}
 }

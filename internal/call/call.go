@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -615,8 +616,13 @@ func (c *Call) Answer(m Media) error {
 		case err := <-res:
 			return err
 		default:
-			return errors.New("the call has ended")
 		}
+		// Ended before answering, or by answering: say why if it failed.
+		<-c.done
+		if r, err := c.Result(); r == ReasonFailed && err != nil {
+			return err
+		}
+		return errors.New("the call has ended")
 	}
 }
 
@@ -825,8 +831,13 @@ func (c *Call) answer(m Media) error {
 		return err
 	}
 	var ans webrtc.SessionDescription
-	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.offer})
-	if err != nil {
+	err := c.sdpCandidates(c.peerDevice, c.offer)
+	if err == nil {
+		err = c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.offer})
+	}
+	if errors.Is(err, errTooManyCandidates) {
+		err = fmt.Errorf("%s %w", c.peer, err)
+	} else if err != nil {
 		err = fmt.Errorf("the caller's offer is not a usable session description: %w", err)
 	} else if err = c.addTracks(); err == nil {
 		if ans, err = c.pc.CreateAnswer(nil); err == nil {
@@ -942,6 +953,10 @@ func (c *Call) onCalleeSignal(e *client.CallEvent) {
 			return
 		}
 		c.peerDevice = e.Device
+		if err := c.sdpCandidates(e.Device, k.Answer.GetSdp()); err != nil {
+			c.fail(fmt.Errorf("%s %w", c.peer, err))
+			return
+		}
 		err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: k.Answer.GetSdp()})
 		if err != nil {
 			c.fail(fmt.Errorf("the answer of %s is not a usable session description: %w", c.peer, err))
@@ -981,11 +996,28 @@ func remoteReason(r wire.CallHangup_Reason) (Reason, error) {
 	return ReasonRemoteHangup, nil
 }
 
+var errTooManyCandidates = fmt.Errorf("sent more than %d ICE candidates", maxRemoteCandidates)
+
+// sdpCandidates (actor) counts the candidate lines of a description from
+// the peer's device: this protocol's descriptions carry none, but one
+// that does (a web client's, say) must not carry more than the bound
+// CallIce signals have.
+func (c *Call) sdpCandidates(device uint32, sdp string) error {
+	for l := range strings.Lines(sdp) {
+		if strings.HasPrefix(l, "a=candidate:") {
+			if c.candidates[device]++; c.candidates[device] > maxRemoteCandidates {
+				return errTooManyCandidates
+			}
+		}
+	}
+	return nil
+}
+
 // remoteCandidate (actor) parses a candidate from the peer's device and
 // counts it; a bad one, or one too many, fails the call.
 func (c *Call) remoteCandidate(device uint32, ice *wire.CallIce) (webrtc.ICECandidateInit, bool) {
 	if c.candidates[device]++; c.candidates[device] > maxRemoteCandidates {
-		c.fail(fmt.Errorf("%s sent more than %d ICE candidates", c.peer, maxRemoteCandidates))
+		c.fail(fmt.Errorf("%s %w", c.peer, errTooManyCandidates))
 		return webrtc.ICECandidateInit{}, false
 	}
 	cand, err := parseCandidate(ice.GetCandidate())
@@ -1118,7 +1150,7 @@ func (c *Call) newPeerConnection() error {
 			c.mu.Unlock()
 			return
 		}
-		dir := c.media.RecordDir
+		dir, limit := c.media.RecordDir, c.media.RecordLimit
 		var path string
 		if dir != "" {
 			ext := "audio.ogg"
@@ -1135,7 +1167,7 @@ func (c *Call) newPeerConnection() error {
 		if t.Kind() == webrtc.RTPCodecTypeVideo {
 			n = &c.stats.videoReceived
 		}
-		if err := record(t, path, n); err != nil {
+		if err := record(t, path, limit, n); err != nil {
 			c.post(func() { c.fail(err) })
 		}
 	})

@@ -28,7 +28,16 @@ type Media struct {
 	// RecordDir receives PEER-CALLID-audio.ogg and PEER-CALLID-video.ivf;
 	// "" records nothing.
 	RecordDir string
+	// RecordLimit bounds the media bytes recorded per file (zero:
+	// DefaultRecordLimit): the peer decides how much it sends, so a
+	// recording that would pass it fails the call instead of filling the
+	// disk.
+	RecordLimit int64
 }
+
+// DefaultRecordLimit is Media.RecordLimit's default: hours of a call at
+// the rates a real one uses.
+const DefaultRecordLimit = 4 << 30
 
 // Check opens the input files and reads their headers, so a wrong file is
 // reported before a call starts.
@@ -225,7 +234,7 @@ type rtpWriter interface {
 // record writes a received track to path ("": nowhere) until the track
 // ends, counting in n its packets (audio) or frames (video: packets that
 // end one).
-func record(track *webrtc.TrackRemote, path string, n *atomic.Int64) error {
+func record(track *webrtc.TrackRemote, path string, limit int64, n *atomic.Int64) error {
 	video := track.Kind() == webrtc.RTPCodecTypeVideo
 	if path == "" {
 		for {
@@ -258,10 +267,18 @@ func record(track *webrtc.TrackRemote, path string, n *atomic.Int64) error {
 	if err != nil {
 		return err
 	}
+	if limit <= 0 {
+		limit = DefaultRecordLimit
+	}
+	var size int64
 	for {
 		p, _, err := track.ReadRTP()
 		if err != nil {
 			break // the call ended
+		}
+		if size += int64(len(p.Payload)); size > limit {
+			w.Close()
+			return fmt.Errorf("recording %s: the peer sent more than %d bytes of media to record", path, limit)
 		}
 		if err := w.WriteRTP(p); err != nil {
 			w.Close()
