@@ -224,7 +224,7 @@ func TestCLIGroupCanaryNeverReachesServer(t *testing.T) {
 	needles := map[string][]byte{
 		"group name": []byte(name), "group id": []byte(id), "raw group id": raw,
 		"member list": []byte("alice,bob,carol"), "encoded member list": members,
-		"group text": []byte("group canary text 8832-lynx"),
+		"group text":   []byte("group canary text 8832-lynx"),
 		"file content": []byte("CANARY-FILE-CONTENT-osprey-7710"), "file name": []byte(fileName),
 	}
 	check := func(when string) {
