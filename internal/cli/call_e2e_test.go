@@ -201,7 +201,9 @@ func TestCallE2ERelayOnlyTimeoutAndUsage(t *testing.T) {
 		t.Fatalf("call exit %d: %s%s\nanswer exit %d: %s%s", ar.code, ar.stdout, ar.stderr, br.code, br.stdout, br.stderr)
 	}
 	for _, e := range []map[string]callEvent{callEvents(t, ar.stdout), callEvents(t, br.stdout)} {
-		if c := e["connected"]; c.Local != "relay" || c.Remote != "relay" || !c.RelayOnly {
+		// The peer's relay address may be learned from its first check
+		// (peer-reflexive) before its trickled relay candidate arrives.
+		if c := e["connected"]; c.Local != "relay" || c.Remote != "relay" && c.Remote != "prflx" || !c.RelayOnly {
 			t.Fatalf("relay-only call connected as %+v", c)
 		}
 	}
@@ -217,7 +219,7 @@ func TestCallE2ERelayOnlyTimeoutAndUsage(t *testing.T) {
 	if c := callEvents(t, br.stdout)["connected"]; c.Local != "relay" || !c.RelayOnly {
 		t.Fatalf("answer --relay-only connected as %+v", c)
 	}
-	if c := callEvents(t, ar.stdout)["connected"]; c.Remote != "relay" {
+	if c := callEvents(t, ar.stdout)["connected"]; c.Remote != "relay" && c.Remote != "prflx" {
 		t.Fatalf("the caller of a relay-only callee connected as %+v", c)
 	}
 
