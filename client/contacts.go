@@ -518,11 +518,11 @@ func (c *Client) sendControl(ctx context.Context, to string, content *wire.Conte
 	return &QueuedError{ID: id, Err: err}
 }
 
-// outgoingText builds the Content of a text to user, after checking that
-// they may be written to: not blocked, not a pending request, no
-// unaccepted key change. Writing to a stranger makes them a contact, so
-// the message carries our delivery token (docs/protocol.md §9.8).
-func (c *Client) outgoingText(ctx context.Context, user string, now time.Time, text string) ([]byte, error) {
+// writeToken checks that user may be written to: not blocked, not a
+// pending request, no unaccepted key change. Writing to a stranger makes
+// them a contact, so the message carries our delivery token, which it
+// returns (docs/protocol.md §9.8).
+func (c *Client) writeToken(ctx context.Context, user string, now time.Time) ([]byte, error) {
 	r, err := loadContact(ctx, c.db, user)
 	if err != nil {
 		return nil, err
@@ -547,11 +547,7 @@ func (c *Client) outgoingText(ctx context.Context, user string, now time.Time, t
 			return nil, err
 		}
 	}
-	return marshalPadded(&wire.Content{
-		SentMs:              now.UnixMilli(),
-		Body:                &wire.Content_Text{Text: &wire.Text{Body: text}},
-		SenderDeliveryToken: token,
-	})
+	return token, nil
 }
 
 // screen is what screenIncoming decided about a decrypted message.

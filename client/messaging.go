@@ -248,15 +248,11 @@ func (c *Client) sendContent(ctx context.Context, conv string, content *wire.Con
 	if !group {
 		// Contacts, blocking, key changes and our delivery token
 		// (client/contacts.go).
-		b, err := c.outgoingText(ctx, conv, now, "")
+		token, err := c.writeToken(ctx, conv, now)
 		if err != nil {
 			return id, err
 		}
-		var checked wire.Content
-		if err := proto.Unmarshal(b, &checked); err != nil {
-			return id, &localError{err}
-		}
-		content.SenderDeliveryToken = checked.GetSenderDeliveryToken()
+		content.SenderDeliveryToken = token
 	}
 	err = inTx(ctx, c.db, func(tx *sql.Tx) error {
 		if content.GetText() != nil {
@@ -934,17 +930,24 @@ func (c *Client) normConv(conv string) (*account, string, error) {
 	return a, k, nil
 }
 
+// targetRef resolves conv (as normConv) and names message target of it,
+// for a reply, reaction, edit or delete.
+func (c *Client) targetRef(ctx context.Context, conv string, target MessageID) (string, *wire.MessageRef, error) {
+	a, conv, err := c.normConv(conv)
+	if err != nil {
+		return "", nil, err
+	}
+	r, err := c.ref(ctx, a, conv, target)
+	return conv, r, err
+}
+
 // Reply sends text in conversation conv (a username or a group key) quoting
 // message target of that conversation.
 func (c *Client) Reply(ctx context.Context, conv string, target MessageID, text string) (MessageID, error) {
 	if err := checkText(text); err != nil {
 		return MessageID{}, err
 	}
-	a, conv, err := c.normConv(conv)
-	if err != nil {
-		return MessageID{}, err
-	}
-	r, err := c.ref(ctx, a, conv, target)
+	conv, r, err := c.targetRef(ctx, conv, target)
 	if err != nil {
 		return MessageID{}, err
 	}
@@ -959,11 +962,7 @@ func (c *Client) React(ctx context.Context, conv string, target MessageID, emoji
 	} else if err := checkEmoji(emoji); err != nil {
 		return MessageID{}, err
 	}
-	a, conv, err := c.normConv(conv)
-	if err != nil {
-		return MessageID{}, err
-	}
-	r, err := c.ref(ctx, a, conv, target)
+	conv, r, err := c.targetRef(ctx, conv, target)
 	if err != nil {
 		return MessageID{}, err
 	}
@@ -976,11 +975,7 @@ func (c *Client) Edit(ctx context.Context, conv string, target MessageID, text s
 	if err := checkText(text); err != nil {
 		return MessageID{}, err
 	}
-	a, conv, err := c.normConv(conv)
-	if err != nil {
-		return MessageID{}, err
-	}
-	r, err := c.ref(ctx, a, conv, target)
+	conv, r, err := c.targetRef(ctx, conv, target)
 	if err != nil {
 		return MessageID{}, err
 	}
@@ -990,11 +985,7 @@ func (c *Client) Edit(ctx context.Context, conv string, target MessageID, text s
 // Delete deletes message target, which this account sent in conv, for
 // everyone: every device keeps only a tombstone.
 func (c *Client) Delete(ctx context.Context, conv string, target MessageID) (MessageID, error) {
-	a, conv, err := c.normConv(conv)
-	if err != nil {
-		return MessageID{}, err
-	}
-	r, err := c.ref(ctx, a, conv, target)
+	conv, r, err := c.targetRef(ctx, conv, target)
 	if err != nil {
 		return MessageID{}, err
 	}
