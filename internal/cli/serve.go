@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"syscall"
 
 	"github.com/hush-chat/hush/internal/server"
 	"github.com/hush-chat/hush/internal/server/pow"
+	"github.com/hush-chat/hush/internal/turnrelay"
 )
 
 func (c *cmd) serve(ctx context.Context, args []string) error {
@@ -70,7 +70,7 @@ func (c *cmd) serve(ctx context.Context, args []string) error {
 	cfg.TURN = turnCfg
 	srv, err := server.New(cfg)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) && strings.Contains(err.Error(), "turnrelay") {
+		if errors.Is(err, turnrelay.ErrListen) && errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("%w (is another TURN server running? give --turn-listen another address, or --turn-listen off)", err)
 		}
 		return err

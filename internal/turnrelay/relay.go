@@ -207,6 +207,10 @@ func Listen(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
+// ErrListen is wrapped by the error of a relay that could not bind its
+// address (the cause, such as syscall.EADDRINUSE, is wrapped too).
+var ErrListen = errors.New("turnrelay: listen")
+
 // listenBoth binds UDP and TCP on one address; with port 0 it looks for a
 // port free on both.
 func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
@@ -214,7 +218,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	for range listenRetries {
 		tcp, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("turnrelay: listen on TCP %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("%w on TCP %s: %w", ErrListen, addr, err)
 		}
 		port := tcp.Addr().(*net.TCPAddr).Port
 		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
@@ -224,7 +228,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 		}
 		tcp.Close()
 		if portStr != "0" {
-			return nil, nil, fmt.Errorf("turnrelay: listen on UDP %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("%w on UDP %s: %w", ErrListen, addr, err)
 		}
 	}
 	return nil, nil, fmt.Errorf("turnrelay: found no port free on both UDP and TCP at %s", host)
